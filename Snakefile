@@ -1,0 +1,22 @@
+# modeflow: curate an image-text pool the DataComp way, train a Mixture of Data Experts (MoDE).
+# Rules live in workflow/rules/, logic in the modeflow package (src/modeflow/).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/pool.smk"
+include: "workflow/rules/embed.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,69 @@
+"""`modeflow` command: the package's steps without Snakemake, for checking and one-off use.
+
+The pipeline itself is run with `snakemake` (see README.md); this CLI validates configs, shows the
+shard plan, and builds the demo pool on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import ModeflowError
+
+
+def _check_config(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .plan import plan_shards
+
+    cfg = load_config(args.config)
+    plan = plan_shards(cfg)
+    print(f"{args.config}: valid; source={cfg['pool']['source']}, {len(plan.shards)} shards")
+    if args.show:
+        print(json.dumps(cfg, indent=2))
+
+
+def _demo_pool(args: argparse.Namespace) -> None:
+    from .demo import generate_demo_pool
+
+    summary = generate_demo_pool(
+        args.out, seed=args.seed, num_samples=args.samples, image_size=args.image_size
+    )
+    print(json.dumps(summary, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modeflow",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check-config", help="validate a config file and print its shard plan")
+    check.add_argument("config", help="path to a config yaml (e.g. config/config.yaml)")
+    check.add_argument("--show", action="store_true", help="print the config with defaults filled in")
+    check.set_defaults(func=_check_config)
+
+    demo = sub.add_parser("demo-pool", help="build the embedded demo pool into a directory")
+    demo.add_argument("out", help="output directory (written atomically)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--samples", type=int, default=12000, help="pool rows (default: 12000)")
+    demo.add_argument("--image-size", type=int, default=64, help="image side in px (default: 64)")
+    demo.set_defaults(func=_demo_pool)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ModeflowError as exc:
+        print(f"modeflow: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Static shard planning from config and cheap metadata."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from modeflow.config import validate_config
+from modeflow.errors import ConfigError, InputDataError
+from modeflow.plan import count_table_rows, plan_shards
+
+
+def test_demo_plan_from_config():
+    cfg = validate_config({"pool": {"demo": {"num_samples": 250}}, "download": {"shard_size": 100}})
+    plan = plan_shards(cfg)
+    assert plan.shards == ("00000", "00001", "00002")
+    assert plan.num_rows == 250
+
+
+def test_url_list_rows_from_parquet_footer_and_csv(tmp_path):
+    pq.write_table(pa.table({"url": ["a"] * 7, "caption": ["c"] * 7}), tmp_path / "u.parquet")
+    (tmp_path / "u.csv").write_text("url,caption\n" + "x,y\n" * 5)
+    assert count_table_rows(str(tmp_path / "u.parquet")) == 7
+    assert count_table_rows(str(tmp_path / "u.csv")) == 5
+    cfg = validate_config(
+        {"pool": {"source": "url_list", "url_list": {"path": str(tmp_path / "u.parquet")}},
+         "download": {"shard_size": 3}}
+    )
+    assert plan_shards(cfg).shards == ("00000", "00001", "00002")
+
+
+def test_unknown_extension_asks_for_format(tmp_path):
+    (tmp_path / "u.dat").write_text("x")
+    with pytest.raises(ConfigError, match="format"):
+        count_table_rows(str(tmp_path / "u.dat"))
+
+
+def test_existing_shards_listed(tmp_path):
+    for name in ("00001", "00000"):
+        (tmp_path / f"{name}.tar").write_bytes(b"")
+    cfg = validate_config({"pool": {"source": "shards", "shards": {"path": str(tmp_path)}}})
+    assert plan_shards(cfg).shards == ("00000", "00001")
+
+
+def test_existing_shards_dir_without_tars(tmp_path):
+    cfg = validate_config({"pool": {"source": "shards", "shards": {"path": str(tmp_path)}}})
+    with pytest.raises(InputDataError, match="no .tar shards"):
+        plan_shards(cfg)
+
+
+def test_missing_url_list_is_named(tmp_path):
+    cfg = validate_config({"pool": {"source": "url_list", "url_list": {"path": str(tmp_path / "nope.parquet")}}})
+    with pytest.raises(InputDataError, match="nope.parquet"):
+        plan_shards(cfg)

@@ -1,0 +1,55 @@
+"""uid helpers (DataComp subset format) and atomic outputs."""
+
+import numpy as np
+import pytest
+
+from modeflow.atomic import atomic_dir, atomic_path, save_npy, write_json
+from modeflow.uids import UID_DTYPE, derive_uid, is_valid_uid, pairs_to_uids, uids_to_pairs
+
+
+def test_derive_uid_is_stable_hex_and_separates_fields():
+    uid = derive_uid("http://x/a.jpg", "a cat")
+    assert is_valid_uid(uid) and uid == derive_uid("http://x/a.jpg", "a cat")
+    assert derive_uid("ab", "c") != derive_uid("a", "bc")
+
+
+def test_pairs_roundtrip_sorted_like_datacomp():
+    uids = [derive_uid(str(i), "c") for i in range(50)]
+    pairs = uids_to_pairs(uids)
+    assert pairs.dtype == UID_DTYPE
+    as_tuples = pairs.tolist()
+    assert as_tuples == sorted(as_tuples)
+    # DataComp's README recipe builds the same pairs
+    expected = np.array([(int(u[:16], 16), int(u[16:32], 16)) for u in uids], dtype=UID_DTYPE)
+    expected.sort()
+    assert np.array_equal(pairs, expected)
+    assert sorted(pairs_to_uids(pairs)) == sorted(uids)
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_helpers_write_final_names(tmp_path):
+    write_json(tmp_path / "a.json", {"b": 1})
+    save_npy(tmp_path / "v.npy", np.arange(3))
+    assert (tmp_path / "a.json").read_text().strip().startswith("{")
+    assert np.load(tmp_path / "v.npy").tolist() == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "v.npy"]
+
+
+def test_atomic_dir_replaces_whole_directory(tmp_path):
+    target = tmp_path / "d"
+    with atomic_dir(target) as tmp:
+        (tmp / "x").write_text("1")
+    with pytest.raises(ValueError):
+        with atomic_dir(target) as tmp:
+            (tmp / "y").write_text("2")
+            raise ValueError
+    assert sorted(p.name for p in target.iterdir()) == ["x"]
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]

@@ -1,0 +1,85 @@
+# Pool stage: make the canonical pool table (uid, url, caption) and download it into shards.
+# Existing img2dataset shards (pool.source: shards) skip this file entirely.
+
+
+if SOURCE == "demo":
+
+    rule demo_pool:
+        output:
+            directory(R("demo")),
+        params:
+            seed=config["seed"],
+            demo=config["pool"]["demo"],
+        conda:
+            "../../envs/modeflow.yaml"
+        log:
+            R("logs/demo_pool.log"),
+        benchmark:
+            R("benchmarks/demo_pool.tsv")
+        script:
+            "../scripts/demo_pool.py"
+
+
+if SOURCE != "shards":
+
+    rule pool_table:
+        input:
+            pool_source_input,
+        output:
+            table=R("pool/urls.parquet"),
+            stats=R("pool/pool_stats.json"),
+        params:
+            pool=config["pool"],
+        conda:
+            "../../envs/modeflow.yaml"
+        log:
+            R("logs/pool_table.log"),
+        benchmark:
+            R("benchmarks/pool_table.tsv")
+        script:
+            "../scripts/pool_table.py"
+
+    rule download:
+        input:
+            table=R("pool/urls.parquet"),
+            demo=demo_root_input,
+        output:
+            tar=R("shards/{shard}.tar"),
+            parquet=R("shards/{shard}.parquet"),
+            stats=R("shards/{shard}_stats.json"),
+        params:
+            options=config["download"],
+            extra_cols=config["pool"]["url_list"]["extra_cols"] if SOURCE == "url_list" else [],
+            staging=lambda wc: R(f"download/staging/{wc.shard}"),
+        threads: config["download"]["processes"]
+        resources:
+            mem_mb=2000,
+        group:
+            "download"
+        conda:
+            "../../envs/modeflow.yaml"
+        log:
+            R("logs/download/{shard}.log"),
+        benchmark:
+            R("benchmarks/download/{shard}.tsv")
+        script:
+            "../scripts/download.py"
+
+    rule download_summary:
+        input:
+            stats=expand(R("shards/{shard}_stats.json"), shard=PLAN.shards),
+            parquets=expand(R("shards/{shard}.parquet"), shard=PLAN.shards),
+        output:
+            summary=R("download/summary.json"),
+            plot=report(
+                R("download/summary.png"),
+                caption="../report/download_summary.rst",
+                category="1. Pool",
+                labels={"figure": "download outcomes"},
+            ),
+        conda:
+            "../../envs/modeflow.yaml"
+        log:
+            R("logs/download_summary.log"),
+        script:
+            "../scripts/download_summary.py"

@@ -1,0 +1,25 @@
+"""Snakemake adapter: caption embeddings of one shard (modeflow.embed)."""
+import torch
+
+from modeflow.embed import embed_shard, load_text_encoder
+from modeflow.joblog import job_log
+
+opts = snakemake.params.embed
+with job_log(snakemake.log[0]) as log:
+    torch.set_num_threads(snakemake.threads)
+    encoder = load_text_encoder(
+        opts["encoder"],
+        opts["model"],
+        checkpoint=opts["checkpoint"],
+        pooling=opts["pooling"],
+        device=opts["device"],
+        max_length=opts["max_length"],
+    )
+    stats = embed_shard(
+        snakemake.input.tar,
+        snakemake.output.vectors,
+        snakemake.output.uids,
+        encoder,
+        batch_size=opts["batch_size"],
+    )
+    log.info("embedded shard %s: %s", snakemake.wildcards.shard, stats)

@@ -1,0 +1,38 @@
+"""Snakemake adapter: validate the pool source and write the canonical pool table (modeflow.sources)."""
+from pathlib import Path
+
+from modeflow.atomic import write_json, write_parquet
+from modeflow.joblog import job_log
+from modeflow.sources import read_image_folder, read_url_list
+
+pool = snakemake.params.pool
+with job_log(snakemake.log[0]) as log:
+    if pool["source"] == "demo":
+        table, stats = read_url_list(
+            str(Path(snakemake.input[0]) / "urls.parquet"), duplicate_uids=pool["duplicate_uids"]
+        )
+    elif pool["source"] == "url_list":
+        opts = pool["url_list"]
+        table, stats = read_url_list(
+            opts["path"],
+            fmt=opts["format"],
+            url_col=opts["url_col"],
+            caption_col=opts["caption_col"],
+            uid_col=opts["uid_col"],
+            extra_cols=opts["extra_cols"],
+            duplicate_uids=pool["duplicate_uids"],
+        )
+    else:
+        opts = pool["image_folder"]
+        table, stats = read_image_folder(
+            opts["path"],
+            opts["captions"],
+            image_col=opts["image_col"],
+            caption_col=opts["caption_col"],
+            duplicate_uids=pool["duplicate_uids"],
+        )
+    if stats.get("duplicates_dropped"):
+        log.warning("dropped %d rows with duplicate uids (pool.duplicate_uids: drop)", stats["duplicates_dropped"])
+    log.info("pool table: %d rows", table.num_rows)
+    write_parquet(snakemake.output.table, table)
+    write_json(snakemake.output.stats, stats)
