@@ -58,3 +58,11 @@ def test_validation_does_not_mutate_input():
     raw = {"seed": 3}
     validate_config(raw)
     assert raw == {"seed": 3}
+
+
+def test_config_readme_is_rendered_from_the_schema(repo):
+    from modeflow.config import schema_markdown
+
+    assert (repo / "config" / "README.md").read_text() == schema_markdown(), (
+        "config/README.md is stale: run `modeflow config-docs > config/README.md`"
+    )

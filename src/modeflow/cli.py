@@ -33,6 +33,12 @@ def _demo_pool(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _config_docs(args: argparse.Namespace) -> None:
+    from .config import schema_markdown
+
+    sys.stdout.write(schema_markdown())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modeflow",
@@ -45,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", help="path to a config yaml (e.g. config/config.yaml)")
     check.add_argument("--show", action="store_true", help="print the config with defaults filled in")
     check.set_defaults(func=_check_config)
+
+    docs = sub.add_parser("config-docs", help="print config/README.md, rendered from the schema")
+    docs.set_defaults(func=_config_docs)
 
     demo = sub.add_parser("demo-pool", help="build the embedded demo pool into a directory")
     demo.add_argument("out", help="output directory (written atomically)")
