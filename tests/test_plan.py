@@ -51,3 +51,23 @@ def test_missing_url_list_is_named(tmp_path):
     cfg = validate_config({"pool": {"source": "url_list", "url_list": {"path": str(tmp_path / "nope.parquet")}}})
     with pytest.raises(InputDataError, match="nope.parquet"):
         plan_shards(cfg)
+
+
+def test_auto_chunks_bound_jobs_per_stage(tmp_path):
+    for i in range(1000):
+        (tmp_path / f"{i:05d}.tar").write_bytes(b"")
+    cfg = validate_config({"pool": {"source": "shards", "shards": {"path": str(tmp_path)}},
+                           "jobs": {"max_jobs_per_stage": 64}})
+    plan = plan_shards(cfg)
+    assert len(plan.chunks) <= 64
+    assert [s for members in plan.chunks.values() for s in members] == list(plan.shards)
+    assert all(plan.chunk_of[s] == c for c, members in plan.chunks.items() for s in members)
+    assert list(plan.chunks)[1] == "00016"  # a chunk is named after its first shard
+
+
+def test_small_pool_has_one_shard_per_chunk_and_fixed_size_is_honoured():
+    cfg = validate_config({"pool": {"demo": {"num_samples": 250}}, "download": {"shard_size": 100}})
+    assert plan_shards(cfg).chunks == {"00000": ("00000",), "00001": ("00001",), "00002": ("00002",)}
+    cfg = validate_config({"pool": {"demo": {"num_samples": 250}}, "download": {"shard_size": 100},
+                           "jobs": {"shards_per_job": 2}})
+    assert plan_shards(cfg).chunks == {"00000": ("00000", "00001"), "00002": ("00002",)}

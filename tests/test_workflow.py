@@ -27,7 +27,7 @@ def tar_contents(path: Path) -> list[tuple[str, bytes]]:
 def result_contents(results: Path) -> dict[str, object]:
     """Everything a downstream step reads, keyed by relative path, in comparable form."""
     out: dict[str, object] = {}
-    for path in sorted((results / "shards").iterdir()):
+    for path in sorted((results / "shards").glob("*/*")):
         if path.suffix == ".tar":
             out[path.name] = tar_contents(path)
         elif path.suffix == ".parquet":
@@ -61,10 +61,10 @@ def test_full_run_outputs_are_consistent(finished_run):
     for shard in ("00000", "00001", "00002"):
         vectors = np.load(results / "embed" / f"{shard}.npy")
         uids = pq.read_table(results / "embed" / f"{shard}.parquet").column("uid").to_pylist()
-        members = [name for name, _ in tar_contents(results / "shards" / f"{shard}.tar")]
+        members = [name for name, _ in tar_contents(results / "shards" / shard / f"{shard}.tar")]
         assert vectors.shape == (len(uids), 384) and vectors.dtype == np.float32
         assert len(uids) == len({n.split(".")[0] for n in members}) > 0
-        table = pq.read_table(results / "shards" / f"{shard}.parquet")
+        table = pq.read_table(results / "shards" / shard / f"{shard}.parquet")
         summary_rows += table.num_rows
     assert summary_rows == 300  # every pool row accounted for, failures included
     assert (results / "download" / "summary.png").stat().st_size > 0
@@ -96,7 +96,7 @@ def test_killed_run_resumes_to_identical_outputs(finished_run, tmp_path):
     # Kill the whole process tree (scheduler, jobs, img2dataset workers) as a node failure would,
     # once the download has started producing shards.
     deadline = time.time() + 300
-    while time.time() < deadline and not list((tmp_path / "results" / "shards").glob("*.tar")):
+    while time.time() < deadline and not list((tmp_path / "results" / "shards").glob("*/*.tar")):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

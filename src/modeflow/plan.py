@@ -1,8 +1,13 @@
-"""Static planning of the DAG: which shards the pool yields.
+"""Static planning of the DAG: which shards the pool yields and how they are batched into jobs.
 
 Snakemake needs every job's outputs when it builds the DAG, so counts come from the config (demo)
 or from cheap metadata reads (row count of a url list, file names of existing shards) — never
 from reading the data itself. Shard `s` always holds pool rows [s * shard_size, (s + 1) * shard_size).
+
+Per-shard stages (download, embed, assign) run one job per *chunk*: consecutive shards named after
+their first shard. DAG building costs milliseconds per job, so a pool of 10,000 shards must not
+become 10,000 jobs per stage; `jobs.shards_per_job: auto` keeps every stage under
+`jobs.max_jobs_per_stage` jobs, and on small pools a chunk is a single shard.
 """
 
 from __future__ import annotations
@@ -23,11 +28,10 @@ def shard_name(index: int) -> str:
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """The shards of the pool. One download job makes one shard; clusters batch them with
-    Snakemake's job groups (profiles set group-components), not with a scheme of our own."""
-
     shards: tuple[str, ...]
+    chunks: dict[str, tuple[str, ...]]  # chunk name (its first shard) -> its shards, in order
     num_rows: int | None  # pool rows (before download failures); None for existing shards
+    chunk_of: dict[str, str]  # shard -> its chunk, for input functions that run once per job
 
 
 def count_table_rows(path: str, fmt: str = "auto") -> int:
@@ -79,20 +83,32 @@ def existing_shards(directory: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def chunk_size(num_shards: int, jobs_cfg: dict) -> int:
+    per_job = jobs_cfg["shards_per_job"]
+    if per_job == "auto":
+        return max(1, math.ceil(num_shards / jobs_cfg["max_jobs_per_stage"]))
+    return per_job
+
+
 def plan_shards(cfg: dict) -> ShardPlan:
     pool = cfg["pool"]
     source = pool["source"]
+    rows = None
     if source == "shards":
-        return ShardPlan(shards=existing_shards(pool["shards"]["path"]), num_rows=None)
-    if source == "demo":
-        rows = pool["demo"]["num_samples"]
-    elif source == "url_list":
-        rows = count_table_rows(pool["url_list"]["path"], pool["url_list"]["format"])
-    elif source == "image_folder":
-        rows = count_table_rows(pool["image_folder"]["captions"])
-    else:  # the schema's enum makes this unreachable; keep the error explicit anyway
-        raise ConfigError(f"config key 'pool.source': unknown source '{source}'")
-    if rows == 0:
-        raise InputDataError(f"the pool ({source}) has no rows")
-    n_shards = math.ceil(rows / cfg["download"]["shard_size"])
-    return ShardPlan(shards=tuple(shard_name(i) for i in range(n_shards)), num_rows=rows)
+        shards = existing_shards(pool["shards"]["path"])
+    else:
+        if source == "demo":
+            rows = pool["demo"]["num_samples"]
+        elif source == "url_list":
+            rows = count_table_rows(pool["url_list"]["path"], pool["url_list"]["format"])
+        elif source == "image_folder":
+            rows = count_table_rows(pool["image_folder"]["captions"])
+        else:  # the schema's enum makes this unreachable; keep the error explicit anyway
+            raise ConfigError(f"config key 'pool.source': unknown source '{source}'")
+        if rows == 0:
+            raise InputDataError(f"the pool ({source}) has no rows")
+        shards = tuple(shard_name(i) for i in range(math.ceil(rows / cfg["download"]["shard_size"])))
+    size = chunk_size(len(shards), cfg["jobs"])
+    chunks = {shards[i]: shards[i : i + size] for i in range(0, len(shards), size)}
+    chunk_of = {shard: chunk for chunk, members in chunks.items() for shard in members}
+    return ShardPlan(shards=shards, chunks=chunks, num_rows=rows, chunk_of=chunk_of)

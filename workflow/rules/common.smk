@@ -24,10 +24,12 @@ except ModeflowError as exc:
     raise WorkflowError(str(exc)) from None
 
 SOURCE = config["pool"]["source"]
+CHUNKS = list(PLAN.chunks)  # per-shard stages run one job per chunk of shards
 
 
 wildcard_constraints:
-    shard=r"[0-9A-Za-z-]+",
+    shard=r"[0-9A-Za-z_-]+",
+    chunk=r"[0-9A-Za-z_-]+",
 
 
 def R(path):
@@ -36,10 +38,24 @@ def R(path):
 
 
 def shard_file(shard, ext="tar"):
-    """Where a pool shard lives: the user's directory for existing shards, else ours."""
+    """Where a pool shard's file lives (ext: "tar", "parquet" or a full suffix like "_stats.json"):
+    the user's directory for existing shards, else its chunk's download directory."""
+    suffix = ext if ext[0] in "._" else f".{ext}"
     if SOURCE == "shards":
-        return f"{config['pool']['shards']['path'].rstrip('/')}/{shard}.{ext}"
-    return R(f"shards/{shard}.{ext}")
+        return f"{config['pool']['shards']['path'].rstrip('/')}/{shard}{suffix}"
+    return R(f"shards/{PLAN.chunk_of[shard]}/{shard}{suffix}")
+
+
+def chunk_input(wildcards):
+    """What a per-chunk job depends on: the download job's directory, or the existing tars."""
+    if SOURCE == "shards":
+        return [shard_file(shard) for shard in PLAN.chunks[wildcards.chunk]]
+    return [R(f"shards/{wildcards.chunk}")]
+
+
+def chunk_tars(wildcards):
+    """The tars of a chunk, for scripts (inputs may be a directory)."""
+    return [shard_file(shard) for shard in PLAN.chunks[wildcards.chunk]]
 
 
 def pool_source_input(wildcards):
@@ -57,7 +73,7 @@ def demo_root_input(wildcards):
 
 
 def final_outputs():
-    outputs = expand(R("embed/{shard}.npy"), shard=PLAN.shards)
+    outputs = expand(R("embed/{chunk}.npy"), chunk=CHUNKS)
     if SOURCE != "shards":
         outputs.append(R("download/summary.json"))
     return outputs

@@ -1,13 +1,15 @@
-# Embed stage: caption embeddings per shard, aligned with the shard's uids (captions only, no images).
+# Embed stage: caption embeddings per chunk of shards, aligned with a uid table (captions only,
+# no images decoded).
 
 
 rule embed:
     input:
-        tar=lambda wc: shard_file(wc.shard),
+        chunk_input,
     output:
-        vectors=R("embed/{shard}.npy"),
-        uids=R("embed/{shard}.parquet"),
+        vectors=R("embed/{chunk}.npy"),
+        uids=R("embed/{chunk}.parquet"),
     params:
+        tars=chunk_tars,
         embed=config["embed"],
     threads: 2
     resources:
@@ -17,8 +19,8 @@ rule embed:
     conda:
         "../../envs/modeflow.yaml"
     log:
-        R("logs/embed/{shard}.log"),
+        R("logs/embed/{chunk}.log"),
     benchmark:
-        R("benchmarks/embed/{shard}.tsv")
+        R("benchmarks/embed/{chunk}.tsv")
     script:
         "../scripts/embed.py"

@@ -44,13 +44,15 @@ if SOURCE != "shards":
             table=R("pool/urls.parquet"),
             demo=demo_root_input,
         output:
-            tar=R("shards/{shard}.tar"),
-            parquet=R("shards/{shard}.parquet"),
-            stats=R("shards/{shard}_stats.json"),
+            # img2dataset's NNNNN.tar + .parquet + _stats.json for each shard of the chunk
+            directory(R("shards/{chunk}")),
         params:
+            shards=lambda wc: PLAN.chunks[wc.chunk],
             options=config["download"],
             extra_cols=config["pool"]["url_list"]["extra_cols"] if SOURCE == "url_list" else [],
-            staging=lambda wc: R(f"download/staging/{wc.shard}"),
+            # outside the output directory: Snakemake clears an incomplete output on rerun, but
+            # img2dataset's incremental mode resumes from what is here
+            staging=lambda wc: R(f"download/staging/{wc.chunk}"),
         threads: config["download"]["processes"]
         resources:
             mem_mb=2000,
@@ -59,16 +61,17 @@ if SOURCE != "shards":
         conda:
             "../../envs/modeflow.yaml"
         log:
-            R("logs/download/{shard}.log"),
+            R("logs/download/{chunk}.log"),
         benchmark:
-            R("benchmarks/download/{shard}.tsv")
+            R("benchmarks/download/{chunk}.tsv")
         script:
             "../scripts/download.py"
 
     rule download_summary:
         input:
-            stats=expand(R("shards/{shard}_stats.json"), shard=PLAN.shards),
-            parquets=expand(R("shards/{shard}.parquet"), shard=PLAN.shards),
+            expand(R("shards/{chunk}"), chunk=CHUNKS),
+        params:
+            stats=[shard_file(shard, "_stats.json") for shard in PLAN.shards],
         output:
             summary=R("download/summary.json"),
             plot=report(

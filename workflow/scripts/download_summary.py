@@ -4,7 +4,7 @@ from modeflow.download import plot_summary, summarize
 from modeflow.joblog import job_log
 
 with job_log(snakemake.log[0]) as log:
-    summary = summarize(snakemake.input.stats)
+    summary = summarize(snakemake.params.stats)
     log.info("download summary: %s", summary)
     write_json(snakemake.output.summary, summary)
     plot_summary(summary, snakemake.output.plot)

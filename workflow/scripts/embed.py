@@ -1,7 +1,7 @@
-"""Snakemake adapter: caption embeddings of one shard (modeflow.embed)."""
+"""Snakemake adapter: caption embeddings of one chunk of shards (modeflow.embed)."""
 import torch
 
-from modeflow.embed import embed_shard, load_text_encoder
+from modeflow.embed import embed_shards, load_text_encoder
 from modeflow.joblog import job_log
 
 opts = snakemake.params.embed
@@ -15,11 +15,11 @@ with job_log(snakemake.log[0]) as log:
         device=opts["device"],
         max_length=opts["max_length"],
     )
-    stats = embed_shard(
-        snakemake.input.tar,
+    stats = embed_shards(
+        snakemake.params.tars,
         snakemake.output.vectors,
         snakemake.output.uids,
         encoder,
         batch_size=opts["batch_size"],
     )
-    log.info("embedded shard %s: %s", snakemake.wildcards.shard, stats)
+    log.info("embedded chunk %s: %s", snakemake.wildcards.chunk, stats)
