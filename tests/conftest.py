@@ -56,7 +56,8 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None, che
     """Run the real snakemake CLI on this repo's Snakefile, in `workdir`."""
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
     if configfile:
-        cmd += ["--configfile", str(configfile)]
+        # "--configfile=PATH": the option takes several values, so a bare path would swallow targets
+        cmd.append(f"--configfile={configfile}")
     cmd += list(args)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
