@@ -14,6 +14,9 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/pool.smk"
 include: "workflow/rules/embed.smk"
+include: "workflow/rules/cluster.smk"
+include: "workflow/rules/filter.smk"
+include: "workflow/rules/reshard.smk"
 
 
 rule all:

@@ -72,8 +72,13 @@ def demo_root_input(wildcards):
     return [R("demo")] if SOURCE == "demo" else []
 
 
+# Each stage's .smk file appends the outputs `all` should build (read when rule all is parsed,
+# after every include).
+FINAL_TARGETS = []
+
+
 def final_outputs():
     outputs = expand(R("embed/{chunk}.npy"), chunk=CHUNKS)
     if SOURCE != "shards":
         outputs.append(R("download/summary.json"))
-    return outputs
+    return outputs + FINAL_TARGETS

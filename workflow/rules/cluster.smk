@@ -1,0 +1,1 @@
+# cluster stage (issue 3): rules to come.

@@ -1,0 +1,1 @@
+# filter stage (issue 3): rules to come.

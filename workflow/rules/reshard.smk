@@ -1,0 +1,1 @@
+# reshard stage (issue 3): rules to come.
