@@ -1,1 +1,131 @@
-# filter stage (issue 3): rules to come.
+# Filter stage: per-chunk sample attributes (language, caption length, image size, sha256), then
+# DataComp baseline filters as named uid subsets (config filter.subsets) in DataComp's .npy format.
+import re
+
+from modeflow.subsets import check_subsets, subset_inputs
+
+try:
+    check_subsets(config["filter"])
+except ModeflowError as exc:
+    raise WorkflowError(str(exc)) from None
+
+SUBSETS = config["filter"]["subsets"]
+FILTER_USE = config["filter"]["use"]
+
+
+rule filter_attributes:
+    input:
+        chunk_input,
+        uids=R("embed/{chunk}.parquet"),
+    output:
+        R("filter/attributes/{chunk}.parquet"),
+    params:
+        parquets=lambda wc: [shard_file(s, "parquet") for s in PLAN.chunks[wc.chunk]],
+    resources:
+        mem_mb=2000,
+    group:
+        "filter"
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/filter/attributes/{chunk}.log"),
+    benchmark:
+        R("benchmarks/filter/attributes/{chunk}.tsv")
+    script:
+        "../scripts/filter_attributes.py"
+
+
+rule subset:
+    input:
+        unpack(
+            lambda wc: subset_inputs(
+                SUBSETS,
+                wc.name,
+                attributes=expand(R("filter/attributes/{chunk}.parquet"), chunk=CHUNKS),
+                vectors=expand(R("embed/{chunk}.npy"), chunk=CHUNKS),
+                uid_tables=expand(R("embed/{chunk}.parquet"), chunk=CHUNKS),
+                subset_path=lambda dep: R(f"filter/subsets/{dep}.npy"),
+            )
+        ),
+    output:
+        npy=R("filter/subsets/{name}.npy"),
+        stats=R("filter/subsets/{name}.json"),
+    wildcard_constraints:
+        name="|".join(re.escape(n) for n in SUBSETS),
+    params:
+        spec=lambda wc: SUBSETS[wc.name],
+        basic=config["filter"]["basic"],
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/filter/subsets/{name}.log"),
+    benchmark:
+        R("benchmarks/filter/subsets/{name}.tsv")
+    script:
+        "../scripts/filter_subset.py"
+
+
+rule filter_report:
+    input:
+        stats=expand(R("filter/subsets/{name}.json"), name=SUBSETS),
+    output:
+        summary=report(
+            R("filter/summary.json"),
+            caption="../report/filter_summary.rst",
+            category="2. Curation",
+            labels={"stage": "filter", "item": "summary"},
+        ),
+        funnel=report(
+            R("filter/funnel.png"),
+            caption="../report/filter_funnel.rst",
+            category="2. Curation",
+            labels={"stage": "filter", "item": "funnel"},
+        ),
+    params:
+        names=list(SUBSETS),
+        use=FILTER_USE,
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/filter/report.log"),
+    script:
+        "../scripts/filter_report.py"
+
+
+FINAL_TARGETS += [R(f"filter/subsets/{FILTER_USE}.npy"), R("filter/summary.json"), R("filter/funnel.png")]
+
+
+if SOURCE == "demo":
+
+    rule filter_demo_scores:
+        input:
+            demo=R("demo"),
+            attributes=expand(R("filter/attributes/{chunk}.parquet"), chunk=CHUNKS),
+            subsets=expand(R("filter/subsets/{name}.npy"), name=SUBSETS),
+        output:
+            scores=report(
+                R("filter/demo_scores.json"),
+                caption="../report/filter_demo_scores.rst",
+                category="2. Curation",
+                labels={"stage": "filter", "item": "demo scores (json)"},
+            ),
+            plot=report(
+                R("filter/demo_scores.png"),
+                caption="../report/filter_demo_scores.rst",
+                category="2. Curation",
+                labels={"stage": "filter", "item": "demo scores"},
+            ),
+        params:
+            ground_truth=R("demo/ground_truth.parquet"),
+            names=list(SUBSETS),
+            basic_names=[n for n, s in SUBSETS.items() if s["kind"] == "basic_filter"],
+        conda:
+            "../../envs/modeflow.yaml"
+        log:
+            R("logs/filter/demo_scores.log"),
+        script:
+            "../scripts/filter_demo_scores.py"
+
+    FINAL_TARGETS += [R("filter/demo_scores.json"), R("filter/demo_scores.png")]

@@ -1,1 +1,91 @@
-# reshard stage (issue 3): rules to come.
+# Reshard stage: the chosen subset × the cluster assignment -> one DataComp-layout shard directory
+# per expert. Phase 1 (one job per chunk) decides membership from uid tables and records where each
+# kept sample's bytes lie; phase 2 (one job per expert) copies those bytes into exact-size shards.
+
+EXPERTS = [f"{i:02d}" for i in range(config["cluster"]["num_experts"])]
+RESHARD_SUBSET = R(f"filter/subsets/{config['filter']['use']}.npy")
+
+
+wildcard_constraints:
+    expert="|".join(EXPERTS),
+
+
+rule reshard_part:
+    input:
+        chunk_input,
+        embed=R("embed/{chunk}.parquet"),
+        assign=R("cluster/assign/{chunk}.parquet"),
+        subset=RESHARD_SUBSET,
+    output:
+        index=R("reshard/index/{chunk}.parquet"),
+        stats=R("reshard/index/{chunk}.json"),
+    params:
+        tars=chunk_tars,
+        num_experts=config["cluster"]["num_experts"],
+        ooc_ratio=config["reshard"]["ooc_ratio"],
+        seed=config["seed"],
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/reshard/part_{chunk}.log"),
+    benchmark:
+        R("benchmarks/reshard/part_{chunk}.tsv")
+    script:
+        "../scripts/reshard_part.py"
+
+
+rule reshard_expert:
+    input:
+        index=expand(R("reshard/index/{chunk}.parquet"), chunk=CHUNKS),
+        subset=RESHARD_SUBSET,
+    output:
+        directory(R("experts/{expert}")),
+    params:
+        expert=lambda wildcards: int(wildcards.expert),
+        num_experts=config["cluster"]["num_experts"],
+        subset_name=config["filter"]["use"],
+        reshard=config["reshard"],
+        empty_expert=config["cluster"]["empty_expert"],
+        seed=config["seed"],
+    resources:
+        mem_mb=3000,
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/reshard/expert_{expert}.log"),
+    benchmark:
+        R("benchmarks/reshard/expert_{expert}.tsv")
+    script:
+        "../scripts/reshard_expert.py"
+
+
+rule reshard_summary:
+    input:
+        experts=expand(R("experts/{expert}"), expert=EXPERTS),
+        index=expand(R("reshard/index/{chunk}.parquet"), chunk=CHUNKS),
+        subset=RESHARD_SUBSET,
+    output:
+        summary=report(
+            R("reshard/summary.json"),
+            caption="../report/reshard_summary.rst",
+            category="2. Curation",
+            labels={"stage": "reshard", "table": "experts"},
+        ),
+        plot=report(
+            R("reshard/experts.png"),
+            caption="../report/reshard_experts.rst",
+            category="2. Curation",
+            labels={"stage": "reshard", "figure": "samples per expert"},
+        ),
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/reshard/summary.log"),
+    script:
+        "../scripts/reshard_summary.py"
+
+
+FINAL_TARGETS.extend(expand(R("experts/{expert}"), expert=EXPERTS))
+FINAL_TARGETS.append(R("reshard/summary.json"))

@@ -1,0 +1,366 @@
+"""Per-expert resharding: subset × cluster assignment -> one DataComp-layout shard directory per expert.
+
+Phase 1 (`index_chunk`, one job per chunk) decides membership from uid tables (embed parquet ×
+assignment × subset; nothing in the tars is parsed) and records where each kept sample's bytes
+lie in its input tar. Phase 2 (`write_expert`, one job per expert) copies those byte ranges into
+exact `shard_size` tars, renaming members to a running key. Samples are copied as raw tar blocks,
+so the data is written once (see modeflow.tarindex and bench/bench_reshard.py for why).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .atomic import atomic_dir, atomic_path, save_npy, write_json, write_parquet
+from .errors import ConfigError, InputDataError
+from .tarindex import BLOCK, digit_keys, index_tar, rename_members
+from .uids import UID_DTYPE
+
+SHARD_FORMAT = "{:08d}.tar"
+_END_OF_ARCHIVE = bytes(2 * BLOCK)
+
+
+def expert_name(i: int) -> str:
+    return f"{i:02d}"
+
+
+# --- uids and subsets -------------------------------------------------------------------------
+
+def uid_pairs_unsorted(uids, where: str = "") -> np.ndarray:
+    """uid strings -> (high, low) u8 pairs in the given order (vectorised; uids_to_pairs sorts)."""
+    raw = np.asarray(uids, dtype="S32")
+    digits = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(len(raw), 32) if len(raw) else \
+        np.zeros((0, 32), np.uint8)
+    value = np.where(digits >= ord("a"), digits - ord("a") + 10, digits - ord("0")).astype(np.uint64)
+    bad = ((digits < ord("0")) | ((digits > ord("9")) & (digits < ord("a"))) | (digits > ord("f"))).any(1)
+    bad |= np.char.str_len(raw) != 32
+    if bad.any():
+        raise InputDataError(f"{where}: invalid uid {raw[np.argmax(bad)]!r} (expected 32 lowercase hex chars)")
+    shifts = np.arange(60, -1, -4, dtype=np.uint64)
+    out = np.empty(len(raw), dtype=UID_DTYPE)
+    out["f0"] = (value[:, :16] << shifts).sum(1, dtype=np.uint64)
+    out["f1"] = (value[:, 16:] << shifts).sum(1, dtype=np.uint64)
+    return out
+
+
+def load_subset(path) -> np.ndarray:
+    """A DataComp subset file: sorted (u8, u8) pairs; an empty or unsorted one is an error."""
+    try:
+        arr = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"{path}: cannot read subset file: {exc}") from None
+    if arr.dtype.names is None or len(arr.dtype.names) != 2 or \
+            any(arr.dtype[n] != np.dtype("u8") for n in arr.dtype.names):
+        raise InputDataError(f"{path}: subset must be a np.dtype('u8,u8') array, got {arr.dtype}")
+    arr = arr.astype(UID_DTYPE)  # DataComp files may name the fields differently
+    if len(arr) == 0:
+        raise InputDataError(f"{path}: subset is empty; no sample would be written")
+    hi, lo = arr["f0"], arr["f1"]
+    if np.any((hi[1:] < hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] < lo[:-1]))):
+        raise InputDataError(f"{path}: subset is not sorted (DataComp matches with np.searchsorted)")
+    return arr
+
+
+def uid_keys(pairs: np.ndarray) -> np.ndarray:
+    """(high, low) pairs as 16-byte big-endian strings: same order as the pairs, but numpy sorts
+    and searches them several times faster than structured arrays."""
+    out = np.empty((len(pairs), 2), dtype=">u8")
+    out[:, 0], out[:, 1] = pairs["f0"], pairs["f1"]
+    return out.view("S16").ravel()
+
+
+def sort_pairs(pairs: np.ndarray) -> np.ndarray:
+    return pairs[np.argsort(uid_keys(pairs), kind="stable")]
+
+
+def multiplicity(subset: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """How many times each uid is listed in the (sorted) subset (0 = not kept; k > 1 = upsampled)."""
+    keys, queries = uid_keys(subset), uid_keys(pairs)
+    return np.searchsorted(keys, queries, side="right") - np.searchsorted(keys, queries, side="left")
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a fixed, well-mixed hash (uint64 arithmetic wraps by design)."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def ooc_draw(seed: int, pairs: np.ndarray, expert: int) -> np.ndarray:
+    """Uniform [0, 1) per uid from a hash of (seed, uid, expert): the out-of-cluster decision
+    depends on nothing else, so chunking and parallelism cannot change it."""
+    with np.errstate(over="ignore"):
+        key = np.uint64(seed % 2**64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(expert)
+        x = _mix64(pairs["f0"] ^ _mix64(np.full(len(pairs), key, dtype=np.uint64)))
+        x = _mix64(x ^ pairs["f1"])
+    return (x >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+# --- phase 1: per chunk -----------------------------------------------------------------------
+
+def _read_columns(path, columns) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputDataError(f"{path}: cannot read parquet: {exc}") from None
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise InputDataError(f"{path}: missing column(s) {missing}")
+    return table.select(columns)
+
+
+def _ranges(first: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(first[i], first[i] + count[i]) over i, without a Python loop."""
+    offsets = np.cumsum(count) - count
+    return np.repeat(first - offsets, count) + np.arange(count.sum())
+
+
+def _locate(rows_shard, rows_key, tar_paths, embed_path) -> dict:
+    """Byte layout of every (shard, key) sample of the chunk in its tars (block offsets)."""
+    by_shard = {Path(p).name.removesuffix(".tar"): str(p) for p in tar_paths}
+    unknown = sorted(set(rows_shard.tolist()) - set(by_shard))
+    if unknown:
+        raise InputDataError(f"{embed_path}: rows name shard(s) {unknown[:5]} that are not among this chunk's tars")
+    n = len(rows_shard)
+    start, end, key_len = (np.zeros(n, np.int64) for _ in range(3))
+    tar_of = np.empty(n, dtype=object)
+    n_members = np.zeros(n, np.int64)
+    member_parts: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, their member offsets) per tar
+    not_embedded = 0
+    for shard, path in by_shard.items():
+        index = index_tar(path)  # every tar of the chunk, so a corrupt one is never skipped
+        rows = np.flatnonzero(rows_shard == shard)
+        keys = np.asarray(rows_key[rows].tolist(), dtype=index.sample_keys.dtype) if len(rows) else \
+            np.zeros(0, index.sample_keys.dtype)
+        order = np.argsort(index.sample_keys)
+        pos = np.searchsorted(index.sample_keys, keys, sorter=order)
+        sample = order[np.minimum(pos, max(len(order) - 1, 0))] if len(order) else pos
+        found = (pos < len(order)) & (index.sample_keys[sample] == keys if len(order) else False)
+        if not np.all(found):
+            raise InputDataError(f"{embed_path}: sample {rows_key[rows][np.argmax(~found)]!r} of shard "
+                                 f"{shard} is not in {path} (embed table and tars out of step)")
+        not_embedded += len(index.sample_keys) - len(np.unique(sample))
+        first_member = np.searchsorted(index.member_sample, np.arange(len(index.sample_keys)))
+        count = np.diff(np.append(first_member, len(index.member_sample)))
+        start[rows] = index.sample_start[sample]
+        end[rows] = index.sample_end[sample]
+        key_len[rows] = index.sample_key_len[sample]
+        tar_of[rows] = path
+        n_members[rows] = count[sample]
+        flat = _ranges(first_member[sample], count[sample])
+        member_parts.append((rows, index.member_block[flat] - np.repeat(start[rows], count[sample])))
+    # member offsets as one list array aligned with the rows
+    offsets = np.concatenate([[0], np.cumsum(n_members)])
+    values = np.zeros(offsets[-1], np.int64)
+    for rows, rel in member_parts:
+        values[_ranges(offsets[rows], n_members[rows])] = rel
+    members = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    return {"tar": tar_of, "start_block": start, "end_block": end, "key_len": key_len,
+            "members": members, "not_embedded": int(not_embedded)}
+
+
+def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, out_json, *,
+                num_experts: int, ooc_ratio: float, seed: int) -> dict:
+    """Decide which kept sample goes to which expert (in-cluster and out-of-cluster copies) and
+    where its bytes are; write the index parquet and its stats json. Returns the stats."""
+    emb = _read_columns(embed_path, ["uid", "shard", "key"])
+    asg = _read_columns(assign_path, ["uid", "expert"])
+    if emb.num_rows != asg.num_rows or not emb["uid"].equals(asg["uid"]):
+        raise InputDataError(f"{assign_path}: rows do not match {embed_path} (same uids, same order expected)")
+    uids = np.asarray(emb["uid"].to_pylist(), dtype=object)
+    pairs = uid_pairs_unsorted(uids, str(embed_path))
+    expert = asg["expert"].to_numpy().astype(np.int64)
+    if len(expert) and (expert.min() < 0 or expert.max() >= num_experts):
+        raise InputDataError(f"{assign_path}: expert ids must lie in 0..{num_experts - 1}")
+    mult = multiplicity(load_subset(subset_path), pairs)
+    kept = np.flatnonzero(mult > 0)
+
+    # one entry per (sample, expert): its own expert, plus each other expert that draws it as ooc
+    entry_row, entry_expert, entry_ooc = [kept], [expert[kept]], [np.zeros(len(kept), bool)]
+    for j in range(num_experts):
+        take = kept[(expert[kept] != j) & (ooc_draw(seed, pairs[kept], j) < ooc_ratio)]
+        entry_row.append(take)
+        entry_expert.append(np.full(len(take), j))
+        entry_ooc.append(np.ones(len(take), bool))
+    row, exp, ooc = (np.concatenate(a) for a in (entry_row, entry_expert, entry_ooc))
+    order = np.lexsort((ooc, row, exp))  # per expert: pool order, so outputs follow the input
+    row, exp, ooc = row[order], exp[order], ooc[order]
+
+    where = _locate(np.asarray(emb["shard"].to_pylist(), dtype=object),
+                    np.asarray(emb["key"].to_pylist(), dtype=object), tar_paths, embed_path)
+    at = row
+    table = pa.table({
+        "uid": pa.array(uids[row].tolist(), pa.string()),
+        "uid_hi": pa.array(pairs["f0"][row]),  # numeric twin of uid: phase 2 never parses strings
+        "uid_lo": pa.array(pairs["f1"][row]),
+        "expert": pa.array(exp, pa.int32()),
+        "ooc": pa.array(ooc),
+        "copies": pa.array(mult[row], pa.int32()),
+        "tar": pa.array(where["tar"][at].tolist(), pa.string()).dictionary_encode(),
+        "start_block": pa.array(where["start_block"][at]),
+        "end_block": pa.array(where["end_block"][at]),
+        "key_len": pa.array(where["key_len"][at], pa.int32()),
+        "member_blocks": where["members"].take(pa.array(at)),
+    })
+    write_parquet(out_parquet, table)
+    stats = {
+        "pool_samples": int(len(uids)),
+        "kept_samples": int(len(kept)),
+        "kept_entries": int(mult[kept].sum()),
+        "in_cluster": {expert_name(j): int(mult[row[(exp == j) & ~ooc]].sum()) for j in range(num_experts)},
+        "ooc": {expert_name(j): int(mult[row[(exp == j) & ooc]].sum()) for j in range(num_experts)},
+        "tar_samples_not_embedded": where["not_embedded"],
+        "tars": [str(p) for p in tar_paths],
+    }
+    write_json(out_json, stats)
+    return stats
+
+
+# --- phase 2: per expert ----------------------------------------------------------------------
+
+def _expert_entries(index_paths, expert: int) -> pa.Table:
+    tables = [pq.read_table(p, filters=[("expert", "==", expert)]) for p in index_paths]
+    tables = [t.cast(tables[0].schema) for t in tables]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def absent_from_pool(index_paths, subset: np.ndarray) -> dict:
+    """Subset entries whose uid matched no pool sample (every matched uid has an in-cluster row)."""
+    found = sort_pairs(np.concatenate(
+        [_pairs(pq.read_table(p, columns=["uid_hi", "uid_lo"], filters=[("ooc", "==", False)])) for p in index_paths]
+        or [np.zeros(0, UID_DTYPE)]))
+    present = multiplicity(found, subset) > 0
+    return {"absent_entries": int((~present).sum()),
+            "absent_uids": int(len(np.unique(uid_keys(subset[~present]))))}
+
+
+def _pool_samples(index_paths) -> int | None:
+    """Pool samples the index jobs looked at (from the stats json next to each index parquet)."""
+    stats = [Path(p).with_suffix(".json") for p in index_paths]
+    if not all(s.exists() for s in stats):
+        return None
+    return sum(json.loads(s.read_text())["pool_samples"] for s in stats)
+
+
+def _pairs(table: pa.Table) -> np.ndarray:
+    out = np.empty(table.num_rows, dtype=UID_DTYPE)
+    out["f0"], out["f1"] = table["uid_hi"].to_numpy(), table["uid_lo"].to_numpy()
+    return out
+
+
+def _read_ranges(tars, start, end) -> list[bytes]:
+    """Each sample's raw blocks, read in file order (one open per tar) but returned in input order.
+    (copy_file_range into the output + renaming through a memory map measured no faster.)"""
+    pieces: list = [None] * len(tars)
+    fd, current = None, None
+    try:
+        for i in np.lexsort((start, tars)).tolist():
+            if tars[i] != current:
+                if fd is not None:
+                    os.close(fd)
+                current, fd = tars[i], os.open(tars[i], os.O_RDONLY)
+            nbytes = int(end[i] - start[i]) * BLOCK
+            pieces[i] = os.pread(fd, nbytes, int(start[i]) * BLOCK)
+            if len(pieces[i]) != nbytes:
+                raise InputDataError(f"{current}: shorter than when it was indexed (rerun reshard)")
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return pieces
+
+
+def _write_shard(path, entries: dict, sel: np.ndarray, first_key: int, key_width: int) -> None:
+    """One output tar: the selected samples' blocks as they are, member headers renamed to
+    running keys (only the header blocks are touched)."""
+    pieces = _read_ranges(entries["tar"][sel], entries["start_block"][sel], entries["end_block"][sel])
+    buf = np.frombuffer(bytearray(b"").join(pieces + [_END_OF_ARCHIVE]), dtype=np.uint8)
+    length = entries["end_block"][sel] - entries["start_block"][sel]
+    out_start = np.cumsum(length) - length
+    n_members = entries["n_members"][sel]
+    rel = entries["member_values"][_ranges(entries["member_offsets"][sel], n_members)]
+    heads = np.repeat(out_start, n_members) + rel
+    keys = digit_keys(np.repeat(np.arange(first_key, first_key + len(sel)), n_members), key_width)
+    rename_members(buf, heads, np.repeat(entries["key_len"][sel], n_members), keys)
+    with atomic_path(path, suffix=".tar") as tmp, open(tmp, "wb") as fh:
+        fh.write(memoryview(buf))
+
+
+def _entry_arrays(table: pa.Table) -> dict:
+    """Flatten the expert's index rows, one per written copy (a uid listed k times -> k copies)."""
+    copies = table["copies"].to_numpy()
+    rep = np.repeat(np.arange(table.num_rows), copies)
+    members = table["member_blocks"].combine_chunks()
+    lengths = pc.list_value_length(members).to_numpy().astype(np.int64)
+    return {
+        "pairs": _pairs(table)[rep],
+        "ooc": table["ooc"].to_numpy(zero_copy_only=False)[rep],
+        "tar": np.asarray(table["tar"].cast(pa.string()).to_pylist(), dtype=object)[rep],
+        "start_block": table["start_block"].to_numpy()[rep],
+        "end_block": table["end_block"].to_numpy()[rep],
+        "key_len": table["key_len"].to_numpy().astype(np.int64)[rep],
+        "n_members": lengths[rep],
+        "member_offsets": (np.cumsum(lengths) - lengths)[rep],
+        "member_values": members.flatten().to_numpy(),
+    }
+
+
+def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts: int, shard_size: int,
+                 shuffle: bool, seed: int, empty_expert: str = "error", ooc_ratio: float | None = None,
+                 subset_name: str | None = None) -> dict:
+    """Write expert `expert`'s directory (DataComp layout) atomically; returns its meta.json."""
+    if empty_expert not in ("error", "allow"):
+        raise ConfigError(f"cluster.empty_expert must be 'error' or 'allow', got {empty_expert!r}")
+    if shard_size < 1:
+        raise ConfigError(f"reshard.shard_size must be >= 1, got {shard_size}")
+    name = expert_name(expert)
+    subset = load_subset(subset_path)
+    entries = _entry_arrays(_expert_entries(index_paths, expert))
+    n = len(entries["pairs"])
+    if n == 0 and empty_expert == "error":
+        raise InputDataError(f"expert {name} has no samples (subset {subset_path}); set "
+                             "cluster.empty_expert: allow to write it empty, or use fewer experts")
+    order = np.arange(n)
+    if shuffle:
+        order = np.random.default_rng([seed % 2**63, expert, 0x5E]).permutation(n)
+    entries = {k: (v if k == "member_values" else v[order]) for k, v in entries.items()}
+    key_width = max(9, len(str(max(n - 1, 0))))
+    n_shards = -(-n // shard_size)
+    with atomic_dir(out_dir) as tmp:
+        for s in range(n_shards):
+            sel = np.arange(s * shard_size, min(n, (s + 1) * shard_size))
+            _write_shard(tmp / SHARD_FORMAT.format(s), entries, sel, int(sel[0]), key_width)
+            in_cluster = int((~entries["ooc"][sel]).sum())
+            write_json(tmp / f"{s:08d}_stats.json", {
+                "count": len(sel), "successes": len(sel), "failed_to_download": 0, "failed_to_resize": 0,
+                "in_cluster": in_cluster, "ooc": len(sel) - in_cluster})
+        save_npy(tmp / "sample_ids.npy", sort_pairs(entries["pairs"]))
+        in_cluster = int((~entries["ooc"]).sum())
+        meta = {
+            "expert": name,
+            "arguments": {"subset_file": str(subset_path), "subset": subset_name, "index_files": [str(p) for p in index_paths],
+                          "expert": expert, "num_experts": num_experts, "shard_size": shard_size,
+                          "shuffle": shuffle, "seed": seed, "ooc_ratio": ooc_ratio,
+                          "empty_expert": empty_expert},
+            "subset_entries": int(len(subset)),
+            **absent_from_pool(index_paths, subset),
+            "processed_samples": _pool_samples(index_paths),
+            "output_samples": n,
+            "in_cluster_samples": in_cluster,
+            "ooc_samples": n - in_cluster,
+            "output_shard_count": n_shards,
+            "shard_format": SHARD_FORMAT,
+            "shard_sizes": [min(shard_size, n - s * shard_size) for s in range(n_shards)],
+            "shard_pattern": f"{{00000000..{n_shards - 1:08d}}}.tar" if n_shards else None,
+            "key_width": key_width,
+            "empty": n == 0,
+        }
+        write_json(tmp / "meta.json", meta)
+    return meta

@@ -1,0 +1,304 @@
+"""Per-expert reshard on a synthetic pool: tiny img2dataset-style tars written with webdataset's
+TarWriter (as img2dataset does: a pax header before every member), matching embed/assign tables."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+
+from modeflow.errors import InputDataError, ModeflowError
+from modeflow.reshard import index_chunk, ooc_draw, uid_pairs_unsorted, write_expert
+from modeflow.reshard_check import plot_experts, verify_experts
+from modeflow.tarindex import index_tar
+from modeflow.uids import UID_DTYPE, pairs_to_uids, uids_to_pairs
+
+N_EXPERTS = 3
+PER_SHARD = 20
+CHUNKS = {"c0": ["00000", "00001"], "c1": ["00002"]}
+
+
+def uid_of(i: int) -> str:
+    return hashlib.md5(f"s{i}".encode()).hexdigest()
+
+
+def write_pool(root: Path, seed: int = 0, key_format: str = "{shard}{j:04d}"):
+    """Tars + embed/assign parquets per chunk; sample i goes to expert i % 3 (expert 2 rarer)."""
+    rng = np.random.default_rng(seed)
+    i = 0
+    for chunk, shards in CHUNKS.items():
+        rows = {"uid": [], "shard": [], "key": []}
+        for shard in shards:
+            with wds.TarWriter(str(root / f"{shard}.tar")) as sink:
+                for j in range(PER_SHARD):
+                    key = key_format.format(shard=shard, j=j)
+                    uid = uid_of(i)
+                    sink.write({"__key__": key, "jpg": rng.bytes(int(rng.integers(50, 900))),
+                                "txt": f"caption {i}", "json": {"uid": uid, "key": key}})
+                    rows["uid"].append(uid)
+                    rows["shard"].append(shard)
+                    rows["key"].append(key)
+                    i += 1
+        pq.write_table(pa.table(rows), root / f"embed_{chunk}.parquet")
+        expert = [int(hashlib.md5(u.encode()).digest()[0]) % 4 % N_EXPERTS for u in rows["uid"]]
+        pq.write_table(pa.table({"uid": rows["uid"], "fine": pa.array(expert, pa.int32()),
+                                 "expert": pa.array(expert, pa.int32()),
+                                 "distance": pa.array([0.1] * len(expert), pa.float32())}),
+                       root / f"assign_{chunk}.parquet")
+    return [uid_of(k) for k in range(i)]
+
+
+def run(root: Path, subset_uids, *, out="experts", ooc_ratio=0.2, shard_size=7, shuffle=True, seed=1,
+        empty_expert="error", subset_pairs=None):
+    subset = root / "subset.npy"
+    np.save(subset, uids_to_pairs(subset_uids) if subset_pairs is None else subset_pairs)
+    index = []
+    for chunk, shards in CHUNKS.items():
+        idx = root / "index" / f"{chunk}.parquet"
+        if not idx.exists():
+            index_chunk(root / f"embed_{chunk}.parquet", root / f"assign_{chunk}.parquet", subset,
+                        [str(root / f"{s}.tar") for s in shards], idx, root / "index" / f"{chunk}.json",
+                        num_experts=N_EXPERTS, ooc_ratio=ooc_ratio, seed=seed)
+        index.append(idx)
+    dirs = [root / out / f"{e:02d}" for e in range(N_EXPERTS)]
+    metas = [write_expert(index, subset, d, expert=e, num_experts=N_EXPERTS, shard_size=shard_size,
+                          shuffle=shuffle, seed=seed, empty_expert=empty_expert, ooc_ratio=ooc_ratio)
+             for e, d in enumerate(dirs)]
+    return index, subset, dirs, metas
+
+
+def tar_members(d: Path) -> dict:
+    """{tar name: [(member name, bytes), ...]} of an expert directory."""
+    out = {}
+    for t in sorted(d.glob("*.tar")):
+        with tarfile.open(t) as tar:
+            out[t.name] = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    return out
+
+
+def written_uids(d: Path) -> list[str]:
+    return [json.loads(b)["uid"] for members in tar_members(d).values() for n, b in members if n.endswith(".json")]
+
+
+def assignment(root: Path) -> dict:
+    out = {}
+    for chunk in CHUNKS:
+        t = pq.read_table(root / f"assign_{chunk}.parquet")
+        out.update(zip(t["uid"].to_pylist(), t["expert"].to_pylist()))
+    return out
+
+
+@pytest.fixture
+def pool(tmp_path):
+    return tmp_path, write_pool(tmp_path)
+
+
+def test_index_tar_matches_tarfile(pool):
+    root, _ = pool
+    index = index_tar(str(root / "00000.tar"))
+    with tarfile.open(root / "00000.tar") as tar:
+        names = [m.name for m in tar.getmembers()]
+    assert len(index.sample_keys) == PER_SHARD and len(index.member_block) == len(names)
+    assert index.sample_keys[3] == b"000000003"
+    assert np.all(index.sample_start[1:] == index.sample_end[:-1])  # samples tile the tar
+
+
+def test_membership_counts_and_upsampling(pool):
+    root, uids = pool
+    subset = uids[::2] + [uids[4], uids[4], uids[10]]  # uid 4 listed 3 times, uid 10 twice
+    index, subset_path, dirs, metas = run(root, subset, ooc_ratio=0.0)
+    owner = assignment(root)
+    for e, d in enumerate(dirs):
+        got = sorted(written_uids(d))
+        assert got == sorted(u for u in subset if owner[u] == e)
+    assert sum(m["in_cluster_samples"] for m in metas) == len(subset)
+    assert all(m["ooc_samples"] == 0 for m in metas)
+    report = verify_experts(dirs, index, subset_path, deep=True)
+    assert report["in_cluster_total"] == len(subset)
+
+
+def test_ooc_share_and_determinism(pool):
+    root, uids = pool
+    index, subset, dirs, metas = run(root, uids, ooc_ratio=0.3)
+    owner = assignment(root)
+    for e, (d, meta) in enumerate(zip(dirs, metas)):
+        others = [u for u in uids if owner[u] != e]
+        got = written_uids(d)
+        ooc = [u for u in got if owner[u] != e]
+        assert len(ooc) == meta["ooc_samples"] > 0
+        assert 0.1 * len(others) <= len(ooc) <= 0.5 * len(others)
+        assert len(set(ooc)) == len(ooc)
+        # the draw depends on (seed, uid, expert) only
+        draws = ooc_draw(1, uid_pairs_unsorted(others), e) < 0.3
+        assert sorted(ooc) == sorted(np.asarray(others)[draws].tolist())
+    verify_experts(dirs, index, subset, deep=True)
+    # same seed, fresh run elsewhere -> byte-identical members
+    other = root / "again"
+    other.mkdir()
+    for f in root.glob("*.tar"):
+        shutil.copy(f, other / f.name)
+    for f in root.glob("*_c*.parquet"):
+        shutil.copy(f, other / f.name)
+    _, _, dirs2, _ = run(other, uids, ooc_ratio=0.3)
+    for d, d2 in zip(dirs, dirs2):
+        assert tar_members(d) == tar_members(d2)
+        assert (d / "meta.json").read_text().replace(str(root), "") == \
+            (d2 / "meta.json").read_text().replace(str(other), "")
+
+
+def test_shuffle_changes_order_not_content(pool):
+    root, uids = pool
+    _, _, dirs, _ = run(root, uids, out="a", shuffle=False)
+    _, _, dirs_s, _ = run(root, uids, out="b", shuffle=True)
+    plain, shuffled = written_uids(dirs[0]), written_uids(dirs_s[0])
+    assert sorted(plain) == sorted(shuffled) and plain != shuffled
+    assert plain == sorted(plain, key=uids.index)  # unshuffled: pool order
+
+
+def test_layout_meta_and_webdataset(pool):
+    root, uids = pool
+    extra = ["f" * 32, "e" * 32]
+    _, _, dirs, metas = run(root, uids + extra, shard_size=7, ooc_ratio=0.1)
+    d, meta = dirs[0], metas[0]
+    n = meta["output_samples"]
+    assert meta["shard_sizes"] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
+    assert meta["output_shard_count"] == len(meta["shard_sizes"]) == len(list(d.glob("*.tar")))
+    assert meta["absent_entries"] == 2 and meta["absent_uids"] == 2 and meta["subset_entries"] == 62
+    assert meta["shard_format"] == "{:08d}.tar"
+    assert meta["shard_pattern"] == f"{{00000000..{meta['output_shard_count'] - 1:08d}}}.tar"
+    stats = json.loads((d / "00000000_stats.json").read_text())
+    assert stats["count"] == stats["successes"] == 7
+    ids = np.load(d / "sample_ids.npy")
+    assert ids.dtype == UID_DTYPE and np.array_equal(ids, np.sort(ids)) and len(ids) == n
+    # open_clip_train builds its url from the brace pattern; webdataset decodes jpg bytes + txt
+    ds = wds.WebDataset(str(d / meta["shard_pattern"]), shardshuffle=False).to_tuple("__key__", "jpg", "txt", "json")
+    samples = list(ds)
+    assert len(samples) == n and len({k for k, *_ in samples}) == n
+    owner = assignment(root)
+    by_uid = {}
+    for shard in ("00000", "00001", "00002"):
+        for s in wds.WebDataset(str(root / f"{shard}.tar"), shardshuffle=False):
+            by_uid[json.loads(s["json"])["uid"]] = s
+    for key, jpg, txt, meta_json in samples:
+        uid = json.loads(meta_json)["uid"]
+        assert jpg == by_uid[uid]["jpg"] and txt == by_uid[uid]["txt"]
+    assert sum(owner[json.loads(m)["uid"]] == 0 for *_, m in samples) == meta["in_cluster_samples"]
+
+
+def test_datacomp_subset_file_with_other_field_names(pool):
+    root, uids = pool
+    pairs = uids_to_pairs(uids[:30])
+    datacomp = np.empty(len(pairs), dtype=[("hi", "<u8"), ("lo", "<u8")])
+    datacomp["hi"], datacomp["lo"] = pairs["f0"], pairs["f1"]
+    index, subset, dirs, metas = run(root, None, subset_pairs=datacomp, ooc_ratio=0.0)
+    assert sum(m["output_samples"] for m in metas) == 30 and metas[0]["processed_samples"] == 60
+    written = np.concatenate([np.load(d / "sample_ids.npy") for d in dirs])
+    assert sorted(pairs_to_uids(written)) == sorted(uids[:30])
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.97])
+def test_truncated_tar_names_tar_and_member(pool, cut):
+    root, uids = pool
+    tar = root / "00002.tar"
+    data = tar.read_bytes()
+    tar.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(InputDataError, match=r"00002\.tar.*(member|marker)"):
+        run(root, uids)
+    assert (root / "index" / "c0.parquet").exists()  # the other chunk's finished part is kept
+
+
+def test_corrupt_header_is_named(pool):
+    root, uids = pool
+    tar = root / "00001.tar"
+    header = int(index_tar(str(tar)).member_block[4])
+    data = bytearray(tar.read_bytes())
+    data[512 * header + 130] ^= 0x01  # inside the size field of a member header
+    tar.write_bytes(bytes(data))
+    with pytest.raises(InputDataError, match=r"00001\.tar: (corrupt tar header|truncated).*member"):
+        run(root, uids)
+
+
+def test_empty_expert_error_or_allow(pool):
+    root, uids = pool
+    owner = assignment(root)
+    subset = [u for u in uids if owner[u] != 2]
+    with pytest.raises(InputDataError, match="expert 02 has no samples"):
+        run(root, subset, ooc_ratio=0.0)
+    _, subset_path, dirs, metas = run(root, subset, ooc_ratio=0.0, empty_expert="allow", out="allow")
+    assert metas[2]["empty"] and metas[2]["output_shard_count"] == 0 and metas[2]["shard_pattern"] is None
+    assert not list(dirs[2].glob("*.tar")) and len(np.load(dirs[2] / "sample_ids.npy")) == 0
+    verify_experts(dirs, sorted((root / "index").glob("*.parquet")), subset_path)
+
+
+def test_empty_or_unsorted_subset_is_an_error(pool):
+    root, uids = pool
+    with pytest.raises(InputDataError, match="subset is empty"):
+        run(root, [])
+    shutil.rmtree(root / "index", ignore_errors=True)
+    with pytest.raises(InputDataError, match="not sorted"):
+        run(root, None, subset_pairs=uids_to_pairs(uids[:5])[::-1].copy())
+
+
+def test_rerun_after_deleting_an_expert_is_identical(pool):
+    root, uids = pool
+    _, _, dirs, _ = run(root, uids)
+    before = tar_members(dirs[1])
+    shutil.rmtree(dirs[1])
+    run(root, uids)
+    assert tar_members(dirs[1]) == before
+    assert not [p for p in dirs[1].parent.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_verify_catches_a_missing_sample_and_plot(pool):
+    root, uids = pool
+    index, subset, dirs, _ = run(root, uids)
+    report = verify_experts(dirs, index, subset)
+    plot_experts(report, root / "experts.png")
+    assert (root / "experts.png").stat().st_size > 0
+    ids = np.load(dirs[0] / "sample_ids.npy")
+    np.save(dirs[0] / "sample_ids.npy", ids[1:])
+    with pytest.raises(ModeflowError, match="sample_ids"):
+        verify_experts(dirs, index, subset)
+
+
+def test_embed_row_missing_from_tar(pool):
+    root, uids = pool
+    table = pq.read_table(root / "embed_c1.parquet").to_pydict()
+    table["key"][0] = "nope"
+    pq.write_table(pa.table(table), root / "embed_c1.parquet")
+    with pytest.raises(InputDataError, match="'nope' of shard 00002 is not in"):
+        run(root, uids)
+
+
+def test_plain_tarfile_input_without_pax_headers(tmp_path):
+    """Tars written by plain tarfile (ustar, no pax headers) index the same way."""
+    path = tmp_path / "x.tar"
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for key in ("a", "b"):
+            for ext, data in (("jpg", b"1" * 600), ("txt", b"hi")):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    index = index_tar(str(path))
+    assert index.sample_keys.tolist() == [b"a", b"b"]
+    assert index.sample_end.tolist() == [5, 10] and index.member_block.tolist() == [0, 3, 5, 8]
+
+
+def test_keys_of_other_widths_are_renamed(tmp_path):
+    """Keys that are not 9 characters (not img2dataset's) go through the general rename path."""
+    uids = write_pool(tmp_path, key_format="s{shard}_{j}")
+    index, subset, dirs, metas = run(tmp_path, uids, shard_size=4)
+    verify_experts(dirs, index, subset, deep=True)
+    for d in dirs:
+        keys = [k for k, _ in wds.WebDataset(str(d / "*.tar").replace("*", "{00000000..%08d}" % (
+            len(list(d.glob("*.tar"))) - 1)), shardshuffle=False).to_tuple("__key__", "txt")]
+        assert keys == sorted(keys) and all(len(k) == 9 and k.isdigit() for k in keys)

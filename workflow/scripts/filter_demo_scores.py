@@ -1,0 +1,15 @@
+"""Snakemake adapter: score the subsets against the demo pool's ground truth (modeflow.filter_report)."""
+from modeflow.atomic import write_json
+from modeflow.filter_report import demo_scores, plot_demo_scores
+from modeflow.joblog import job_log
+from modeflow.subset_build import load_attributes
+
+with job_log(snakemake.log[0]) as log:
+    pool_uids = load_attributes(snakemake.input.attributes, columns=[])["uid"].to_pylist()
+    scores = demo_scores(snakemake.params.ground_truth, pool_uids,
+                         dict(zip(snakemake.params.names, snakemake.input.subsets)), snakemake.params.basic_names)
+    write_json(snakemake.output.scores, scores)
+    plot_demo_scores(scores, snakemake.output.plot)
+    for name, entry in scores.items():
+        if "acceptance" in entry and not entry["acceptance"]["passed"]:
+            log.warning("subset %s misses the demo acceptance: %s", name, entry["acceptance"])

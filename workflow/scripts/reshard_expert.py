@@ -1,0 +1,22 @@
+"""Snakemake adapter: phase 2 of the reshard, one expert's shard directory (modeflow.reshard.write_expert)."""
+from modeflow.joblog import job_log
+from modeflow.reshard import write_expert
+
+params = snakemake.params
+with job_log(snakemake.log[0]) as log:
+    meta = write_expert(
+        snakemake.input.index,
+        snakemake.input.subset,
+        snakemake.output[0],
+        expert=params.expert,
+        num_experts=params.num_experts,
+        shard_size=params.reshard["shard_size"],
+        shuffle=params.reshard["shuffle"],
+        seed=params.seed,
+        empty_expert=params.empty_expert,
+        ooc_ratio=params.reshard["ooc_ratio"],
+        subset_name=params.subset_name,
+    )
+    log.info("expert %s: %d samples (%d in-cluster, %d ooc) in %d shards; %d subset entries absent",
+             meta["expert"], meta["output_samples"], meta["in_cluster_samples"], meta["ooc_samples"],
+             meta["output_shard_count"], meta["absent_entries"])
