@@ -18,23 +18,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-TINY_CONFIG = {
-    "seed": 0,
-    "pool": {
-        "source": "demo",
-        "demo": {
-            "num_samples": 300,
-            "image_size": 32,
-            "eval_images_per_class": 5,
-            "retrieval_pairs": 20,
-        },
-    },
-    "download": {"shard_size": 100, "threads": 8},
-    "embed": {"batch_size": 64},
+# The demo config (config/config.yaml) scaled down: same stages and filters, a pool of 300 rows.
+TINY_OVERRIDES = {
+    "pool.demo.num_samples": 300,
+    "pool.demo.image_size": 32,
+    "pool.demo.eval_images_per_class": 5,
+    "pool.demo.retrieval_pairs": 20,
+    "download.shard_size": 100,
+    "download.threads": 8,
+    "embed.batch_size": 64,
     # ~280 of the 300 rows download; m must stay below the rows the fine k-means samples
-    "cluster": {"num_experts": 4, "num_fine": 16},
-    "reshard": {"shard_size": 50},
+    "cluster.num_fine": 16,
+    "reshard.shard_size": 50,
 }
+
+
+def _with_overrides(cfg: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return cfg
+
+
+TINY_CONFIG = _with_overrides(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), TINY_OVERRIDES)
+TINY_CONFIG.pop("results_dir", None)  # relative to each test's --directory
 
 
 @pytest.fixture
@@ -43,13 +53,7 @@ def repo() -> Path:
 
 
 def write_config(path: Path, overrides: dict | None = None) -> Path:
-    cfg = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
-    for key, value in (overrides or {}).items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    cfg = _with_overrides(yaml.safe_load(yaml.safe_dump(TINY_CONFIG)), overrides or {})
     path.write_text(yaml.safe_dump(cfg))
     return path
 

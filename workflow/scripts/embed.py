@@ -1,7 +1,7 @@
 """Snakemake adapter: caption embeddings of one chunk of shards (modeflow.embed)."""
 import torch
 
-from modeflow.embed import embed_shards, load_text_encoder
+from modeflow.embed import default_read_workers, embed_shards, load_text_encoder
 from modeflow.joblog import job_log
 
 opts = snakemake.params.embed
@@ -21,5 +21,6 @@ with job_log(snakemake.log[0]) as log:
         snakemake.output.uids,
         encoder,
         batch_size=opts["batch_size"],
+        read_workers=default_read_workers(encoder, snakemake.threads),
     )
     log.info("embedded chunk %s: %s", snakemake.wildcards.chunk, stats)
