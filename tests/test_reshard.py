@@ -302,3 +302,26 @@ def test_keys_of_other_widths_are_renamed(tmp_path):
         keys = [k for k, _ in wds.WebDataset(str(d / "*.tar").replace("*", "{00000000..%08d}" % (
             len(list(d.glob("*.tar"))) - 1)), shardshuffle=False).to_tuple("__key__", "txt")]
         assert keys == sorted(keys) and all(len(k) == 9 and k.isdigit() for k in keys)
+
+
+def test_output_does_not_depend_on_how_many_tars_stay_open(pool, monkeypatch):
+    import modeflow.reshard as reshard
+
+    root, uids = pool
+    _, _, dirs, _ = run(root, uids, out="many")
+    monkeypatch.setattr(reshard, "_MAX_OPEN_TARS", 1)  # reopen a tar at nearly every sample
+    _, _, again, _ = run(root, uids, out="one")
+    for a, b in zip(dirs, again):
+        assert sorted(p.name for p in a.glob("*.tar")) == sorted(p.name for p in b.glob("*.tar"))
+        for tar in a.glob("*.tar"):
+            assert tar.read_bytes() == (b / tar.name).read_bytes()
+
+
+def test_tar_shortened_after_indexing_is_an_error(pool):
+    root, uids = pool
+    index, subset, _, _ = run(root, uids)
+    tar = root / "00001.tar"
+    tar.write_bytes(tar.read_bytes()[:tar.stat().st_size // 2])
+    with pytest.raises(InputDataError, match="00001.tar: shorter than when it was indexed"):
+        write_expert(index, subset, root / "again", expert=0, num_experts=N_EXPERTS, shard_size=7,
+                     shuffle=True, seed=1)
