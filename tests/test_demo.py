@@ -167,7 +167,7 @@ def _read_task(task_dir, label_ext):
 
     nshards = int((task_dir / "test" / "nshards.txt").read_text())
     tars = [str(task_dir / "test" / f"{i}.tar") for i in range(nshards)]
-    ds = wds.WebDataset(tars, shardshuffle=False, empty_check=False).decode("pil").to_tuple("png", label_ext)
+    ds = wds.WebDataset(tars, shardshuffle=False).decode("pil").to_tuple("png", label_ext)
     return list(ds)
 
 
