@@ -27,6 +27,9 @@ in Python is slower still), and (2) move each kept byte twice, tar -> user buffe
 (phase 2; the headers are renamed in between). copy_file_range per sample (then patching headers
 through a map of the output) measured no faster at 16-48 KiB and ~2.5x slower at 1-3 KiB than
 preadv + one write per shard. So (2) costs ~2x cp on its own and (1) adds ~1x.
+Mapping the input tars and writing each shard with writev straight from the map (one copy per
+byte) was byte-identical but no faster either: faulting in and unmapping the pages costs about as
+much as the copy it saves. A walk over the header chain with pread ties with the mmap scan.
 
     .venv/bin/python bench/bench_reshard.py [--samples 20000] [--tars 10] [--experts 4] [--jpg-kb 16 48]
 """
