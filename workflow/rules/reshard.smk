@@ -26,6 +26,8 @@ rule reshard_part:
         seed=config["seed"],
     resources:
         mem_mb=2000,
+    group:
+        "reshard"
     conda:
         "../../envs/modeflow.yaml"
     log:
