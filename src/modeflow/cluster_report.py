@@ -9,42 +9,28 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
-from .cluster import chunk_shapes, expert_name, gather_rows, sample_indices, split_by_chunk
+from .cluster import chunk_shapes, gather_rows, sample_indices, split_by_chunk
 from .errors import InputDataError
-
-
-def _figure(figsize):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)  # Agg without touching pyplot's global backend
-    return fig
-
-
-def _save(fig, png_path) -> None:
-    with atomic_path(png_path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
+from .plan import expert_name
+from .plots import png_figure
 
 
 def plot_sizes(summary: Mapping, png_path) -> None:
     """Bar charts: samples per expert, and samples per fine cluster sorted (coloured by expert)."""
-    fig = _figure((11, 4))
-    coarse, fine = fig.subplots(1, 2, width_ratios=[1, 2])
-    names = list(summary["expert_sizes"])
-    bars = coarse.bar(names, list(summary["expert_sizes"].values()), color="tab:blue")
-    coarse.bar_label(bars)
-    spread = summary["expert_spread"]
-    coarse.set_title(f"samples per expert (cv {spread['cv']})")
-    coarse.set_xlabel("expert")
-    sizes = np.asarray(summary["fine_sizes"])
-    order = np.argsort(-sizes, kind="stable")
-    fine.bar(np.arange(len(sizes)), sizes[order], width=1.0, color="tab:gray")
-    fine.set_title(f"samples per fine cluster, sorted (m={len(sizes)}, "
-                   f"cv {summary['fine_spread']['cv']}, empty {summary['fine_spread']['empty']})")
-    fine.set_xlabel("fine cluster (by size)")
-    _save(fig, png_path)
+    with png_figure(png_path, (11, 4)) as fig:
+        coarse, fine = fig.subplots(1, 2, width_ratios=[1, 2])
+        names = list(summary["expert_sizes"])
+        bars = coarse.bar(names, list(summary["expert_sizes"].values()), color="tab:blue")
+        coarse.bar_label(bars)
+        spread = summary["expert_spread"]
+        coarse.set_title(f"samples per expert (cv {spread['cv']})")
+        coarse.set_xlabel("expert")
+        sizes = np.asarray(summary["fine_sizes"])
+        order = np.argsort(-sizes, kind="stable")
+        fine.bar(np.arange(len(sizes)), sizes[order], width=1.0, color="tab:gray")
+        fine.set_title(f"samples per fine cluster, sorted (m={len(sizes)}, "
+                       f"cv {summary['fine_spread']['cv']}, empty {summary['fine_spread']['empty']})")
+        fine.set_xlabel("fine cluster (by size)")
 
 
 def sample_experts(assign_parquets: Sequence[str | Path], rows: Sequence[int],
@@ -67,19 +53,18 @@ def plot_projection(npy_paths: Sequence[str | Path], assign_parquets: Sequence[s
     x = gather_rows(npy_paths, idx)
     experts = sample_experts(assign_parquets, rows, idx)
     xy = PCA(n_components=2, random_state=seed).fit_transform(x) if len(x) >= 2 else np.zeros((len(x), 2))
-    fig = _figure((6, 5))
-    ax = fig.subplots()
-    from matplotlib import colormaps
+    with png_figure(png_path, (6, 5)) as fig:
+        ax = fig.subplots()
+        from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if num_experts <= 10 else "tab20"]
-    for e in range(num_experts):
-        sel = experts == e
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, label=expert_name(e),
-                   color=cmap(e % cmap.N))
-    ax.set_title(f"caption embeddings, PCA of {len(x)} sampled rows")
-    if num_experts <= 20:
-        ax.legend(title="expert", markerscale=3, fontsize="small")
-    _save(fig, png_path)
+        cmap = colormaps["tab10" if num_experts <= 10 else "tab20"]
+        for e in range(num_experts):
+            sel = experts == e
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, label=expert_name(e),
+                       color=cmap(e % cmap.N))
+        ax.set_title(f"caption embeddings, PCA of {len(x)} sampled rows")
+        if num_experts <= 20:
+            ax.legend(title="expert", markerscale=3, fontsize="small")
 
 
 def demo_scores(assign_parquets: Sequence[str | Path], ground_truth: str | Path,
@@ -122,15 +107,14 @@ def demo_scores(assign_parquets: Sequence[str | Path], ground_truth: str | Path,
 def plot_demo_scores(scores: Mapping, png_path) -> None:
     """Heat map of the expert x domain table over clean samples, with purity and NMI."""
     counts = np.asarray(scores["contingency_clean"])
-    fig = _figure((1.5 + 1.2 * len(scores["domains"]), 1.2 + 0.5 * len(scores["experts"])))
-    ax = fig.subplots()
-    ax.imshow(counts, cmap="Blues", aspect="auto")
-    for (i, j), v in np.ndenumerate(counts):
-        ax.text(j, i, str(v), ha="center", va="center",
-                color="white" if v > counts.max() / 2 else "black")
-    ax.set_xticks(range(len(scores["domains"])), scores["domains"])
-    ax.set_yticks(range(len(scores["experts"])), scores["experts"])
-    ax.set_xlabel("ground-truth domain")
-    ax.set_ylabel("expert")
-    ax.set_title(f"clean samples: purity {scores['purity']}, NMI {scores['nmi']}")
-    _save(fig, png_path)
+    with png_figure(png_path, (1.5 + 1.2 * len(scores["domains"]), 1.2 + 0.5 * len(scores["experts"]))) as fig:
+        ax = fig.subplots()
+        ax.imshow(counts, cmap="Blues", aspect="auto")
+        for (i, j), v in np.ndenumerate(counts):
+            ax.text(j, i, str(v), ha="center", va="center",
+                    color="white" if v > counts.max() / 2 else "black")
+        ax.set_xticks(range(len(scores["domains"])), scores["domains"])
+        ax.set_yticks(range(len(scores["experts"])), scores["experts"])
+        ax.set_xlabel("ground-truth domain")
+        ax.set_ylabel("expert")
+        ax.set_title(f"clean samples: purity {scores['purity']}, NMI {scores['nmi']}")

@@ -39,6 +39,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from .atomic import atomic_path, write_json, write_parquet  # noqa: E402
+from .plots import png_figure  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -342,23 +343,17 @@ def summarize(stats_json_paths) -> dict:
 
 def plot_summary(summary: dict, png_path) -> None:
     """Bar charts of outcomes and of the most frequent failure reasons (for the report)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    FigureCanvasAgg(fig)  # Agg without touching pyplot's global backend
-    outcomes, reasons = fig.subplots(1, 2, width_ratios=[1, 2])
-    labels = ["successes", "failed_to_download", "failed_to_resize"]
-    bars = outcomes.bar(labels, [summary[k] for k in labels], color=["tab:green", "tab:red", "tab:orange"])
-    outcomes.bar_label(bars)
-    outcomes.set_title(f"{summary['count']} samples in {summary['num_shards']} shards")
-    outcomes.tick_params(axis="x", labelrotation=20)
-    top = list(summary["failure_reasons"].items())[:8][::-1]
-    if top:
-        reasons.barh([msg[:60] for msg, _ in top], [n for _, n in top], color="tab:red")
-        reasons.set_title("most frequent failure reasons")
-    else:
-        reasons.text(0.5, 0.5, "no failures", ha="center", va="center")
-        reasons.set_axis_off()
-    with atomic_path(png_path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
+    with png_figure(png_path, (10, 4)) as fig:
+        outcomes, reasons = fig.subplots(1, 2, width_ratios=[1, 2])
+        labels = ["successes", "failed_to_download", "failed_to_resize"]
+        bars = outcomes.bar(labels, [summary[k] for k in labels], color=["tab:green", "tab:red", "tab:orange"])
+        outcomes.bar_label(bars)
+        outcomes.set_title(f"{summary['count']} samples in {summary['num_shards']} shards")
+        outcomes.tick_params(axis="x", labelrotation=20)
+        top = list(summary["failure_reasons"].items())[:8][::-1]
+        if top:
+            reasons.barh([msg[:60] for msg, _ in top], [n for _, n in top], color="tab:red")
+            reasons.set_title("most frequent failure reasons")
+        else:
+            reasons.text(0.5, 0.5, "no failures", ha="center", va="center")
+            reasons.set_axis_off()

@@ -3,33 +3,19 @@ each subset removes, scored against the ground truth (which no filter ever reads
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Mapping
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path
+from .plots import png_figure
 from .subsets import read_subset_file
 from .uids import pairs_to_uids
 
 # What DataComp's basic filter is meant to catch on the demo pool, and how well (issue 3).
 BASIC_TARGETS = ("non_english", "too_short", "tiny", "extreme_aspect")
 MIN_REMOVED, MAX_CLEAN_REMOVED = 0.90, 0.05
-
-
-@contextlib.contextmanager
-def _png(out_png, figsize):
-    """A matplotlib Figure (Agg, no pyplot global state) saved atomically to out_png on exit."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    yield fig
-    with atomic_path(out_png, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
 
 
 def summarize(stats_paths: Mapping[str, str], use: str) -> dict:
@@ -45,7 +31,7 @@ def plot_funnel(summary: dict, out_png: str) -> None:
     subsets = summary["subsets"]
     rules = [(f"{name}: {_OPS.get(s['kind'], '')}{rule}", n)
              for name, s in subsets.items() for rule, n in s["removed_by_rule"].items()]
-    with _png(out_png, (11, 0.4 * max(len(subsets), len(rules), 4) + 1.5)) as fig:
+    with png_figure(out_png, (11, 0.4 * max(len(subsets), len(rules), 4) + 1.5)) as fig:
         _funnel_axes(fig.subplots(1, 2), summary, rules)
 
 
@@ -110,7 +96,7 @@ def _acceptance(per_kind: dict) -> dict:
 def plot_demo_scores(scores: dict, out_png: str) -> None:
     """Grouped bars: share removed per noise kind (share kept for clean), one group per subset."""
     kinds = sorted({k for s in scores.values() for k in s["per_noise"] if k != "duplicate_groups"})
-    with _png(out_png, (max(6, 1.2 * len(kinds)), 4)) as fig:
+    with png_figure(out_png, (max(6, 1.2 * len(kinds)), 4)) as fig:
         _scores_axes(fig.subplots(), scores, kinds)
 
 
