@@ -17,10 +17,10 @@ import pytest
 import webdataset as wds
 
 from modeflow.errors import InputDataError, ModeflowError
-from modeflow.reshard import index_chunk, ooc_draw, uid_pairs_unsorted, write_expert
+from modeflow.reshard import index_chunk, ooc_draw, write_expert
 from modeflow.reshard_check import plot_experts, verify_experts
 from modeflow.tarindex import index_tar
-from modeflow.uids import UID_DTYPE, pairs_to_uids, uids_to_pairs
+from modeflow.uids import UID_DTYPE, pairs_to_uids, uid_pairs, uids_to_pairs
 
 N_EXPERTS = 3
 PER_SHARD = 20
@@ -138,7 +138,7 @@ def test_ooc_share_and_determinism(pool):
         assert 0.1 * len(others) <= len(ooc) <= 0.5 * len(others)
         assert len(set(ooc)) == len(ooc)
         # the draw depends on (seed, uid, expert) only
-        draws = ooc_draw(1, uid_pairs_unsorted(others), e) < 0.3
+        draws = ooc_draw(1, uid_pairs(others), e) < 0.3
         assert sorted(ooc) == sorted(np.asarray(others)[draws].tolist())
     verify_experts(dirs, index, subset, deep=True)
     # same seed, fresh run elsewhere -> byte-identical members

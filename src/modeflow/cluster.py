@@ -19,6 +19,7 @@ import numpy as np
 from .atomic import save_npy, write_json, write_parquet
 from .errors import ConfigError, InputDataError
 from .kmeans import BALANCE_SLACK, fit_kmeans, flat_index, size_spread, use_gpu
+from .plan import expert_name
 
 MODEL_FILES = {
     "fine_centers": "fine_centers.npy",
@@ -28,10 +29,6 @@ MODEL_FILES = {
 }
 COARSE_REDO = 10  # the coarse step clusters only m points: 10 restarts cost little, avoid merged blobs
 ASSIGN_BATCH = 1 << 16  # rows normalised and searched at a time: bounded memory, BLAS-sized batches
-
-
-def expert_name(index: int) -> str:
-    return f"{index:02d}"
 
 
 # --- config ---------------------------------------------------------------------------------

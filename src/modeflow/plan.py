@@ -26,6 +26,11 @@ def shard_name(index: int) -> str:
     return f"{index:0{SHARD_DIGITS}d}"
 
 
+def expert_name(index: int) -> str:
+    """Expert directory / report name: 00, 01, ..."""
+    return f"{index:02d}"
+
+
 @dataclass(frozen=True)
 class ShardPlan:
     shards: tuple[str, ...]

@@ -21,34 +21,14 @@ import pyarrow.parquet as pq
 from .atomic import atomic_dir, atomic_path, save_npy, write_json, write_parquet
 from .errors import ConfigError, InputDataError
 from .tarindex import BLOCK, digit_keys, index_tar, rename_members
-from .uids import UID_DTYPE
+from .plan import expert_name
+from .uids import UID_DTYPE, is_sorted, sort_pairs, uid_keys, uid_pairs
 
 SHARD_FORMAT = "{:08d}.tar"
 _END_OF_ARCHIVE = bytes(2 * BLOCK)
 
 
-def expert_name(i: int) -> str:
-    return f"{i:02d}"
-
-
-# --- uids and subsets -------------------------------------------------------------------------
-
-def uid_pairs_unsorted(uids, where: str = "") -> np.ndarray:
-    """uid strings -> (high, low) u8 pairs in the given order (vectorised; uids_to_pairs sorts)."""
-    raw = np.asarray(uids, dtype="S32")
-    digits = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(len(raw), 32) if len(raw) else \
-        np.zeros((0, 32), np.uint8)
-    value = np.where(digits >= ord("a"), digits - ord("a") + 10, digits - ord("0")).astype(np.uint64)
-    bad = ((digits < ord("0")) | ((digits > ord("9")) & (digits < ord("a"))) | (digits > ord("f"))).any(1)
-    bad |= np.char.str_len(raw) != 32
-    if bad.any():
-        raise InputDataError(f"{where}: invalid uid {raw[np.argmax(bad)]!r} (expected 32 lowercase hex chars)")
-    shifts = np.arange(60, -1, -4, dtype=np.uint64)
-    out = np.empty(len(raw), dtype=UID_DTYPE)
-    out["f0"] = (value[:, :16] << shifts).sum(1, dtype=np.uint64)
-    out["f1"] = (value[:, 16:] << shifts).sum(1, dtype=np.uint64)
-    return out
-
+# --- subsets ----------------------------------------------------------------------------------
 
 def load_subset(path) -> np.ndarray:
     """A DataComp subset file: sorted (u8, u8) pairs; an empty or unsorted one is an error."""
@@ -62,22 +42,9 @@ def load_subset(path) -> np.ndarray:
     arr = arr.astype(UID_DTYPE)  # DataComp files may name the fields differently
     if len(arr) == 0:
         raise InputDataError(f"{path}: subset is empty; no sample would be written")
-    hi, lo = arr["f0"], arr["f1"]
-    if np.any((hi[1:] < hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] < lo[:-1]))):
+    if not is_sorted(arr):
         raise InputDataError(f"{path}: subset is not sorted (DataComp matches with np.searchsorted)")
     return arr
-
-
-def uid_keys(pairs: np.ndarray) -> np.ndarray:
-    """(high, low) pairs as 16-byte big-endian strings: same order as the pairs, but numpy sorts
-    and searches them several times faster than structured arrays."""
-    out = np.empty((len(pairs), 2), dtype=">u8")
-    out[:, 0], out[:, 1] = pairs["f0"], pairs["f1"]
-    return out.view("S16").ravel()
-
-
-def sort_pairs(pairs: np.ndarray) -> np.ndarray:
-    return pairs[np.argsort(uid_keys(pairs), kind="stable")]
 
 
 def multiplicity(subset: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -176,7 +143,7 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
     if emb.num_rows != asg.num_rows or not emb["uid"].equals(asg["uid"]):
         raise InputDataError(f"{assign_path}: rows do not match {embed_path} (same uids, same order expected)")
     uids = np.asarray(emb["uid"].to_pylist(), dtype=object)
-    pairs = uid_pairs_unsorted(uids, str(embed_path))
+    pairs = uid_pairs(uids, str(embed_path))
     expert = asg["expert"].to_numpy().astype(np.int64)
     if len(expert) and (expert.min() < 0 or expert.max() >= num_experts):
         raise InputDataError(f"{assign_path}: expert ids must lie in 0..{num_experts - 1}")

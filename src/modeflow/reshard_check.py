@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path
 from .errors import ModeflowError
-from .reshard import SHARD_FORMAT, load_subset, multiplicity, uid_pairs_unsorted
+from .reshard import SHARD_FORMAT, load_subset, multiplicity
+from .plots import png_figure
 from .shards import iter_samples
+from .uids import uid_pairs
 
 
 def _fail(msg: str):
@@ -43,7 +44,7 @@ def _tar_uids(d: Path, n_shards: int) -> np.ndarray:
                 _fail(f"{d}: sample key {sample['__key__']} written twice")
             keys.add(sample["__key__"])
             uids.append(json.loads(sample["json"])["uid"])
-    return np.sort(uid_pairs_unsorted(uids, str(d)))
+    return np.sort(uid_pairs(uids, str(d)))
 
 
 def verify_experts(expert_dirs, index_paths, subset_path, *, deep: bool = False) -> dict:
@@ -55,7 +56,7 @@ def verify_experts(expert_dirs, index_paths, subset_path, *, deep: bool = False)
     expert = np.concatenate([t["expert"].to_numpy() for t in index])
     ooc = np.concatenate([t["ooc"].to_numpy(zero_copy_only=False) for t in index])
     copies = np.concatenate([t["copies"].to_numpy() for t in index])
-    pairs = uid_pairs_unsorted(uid.tolist(), "reshard index")
+    pairs = uid_pairs(uid.tolist(), "reshard index")
     subset = load_subset(subset_path)
     owners = Counter(uid[~ooc].tolist())
     if owners and max(owners.values()) > 1:
@@ -90,22 +91,16 @@ def verify_experts(expert_dirs, index_paths, subset_path, *, deep: bool = False)
 
 def plot_experts(summary: dict, png_path) -> None:
     """Stacked bars of in-cluster and out-of-cluster samples per expert (for the report)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     names = list(summary["experts"])
     in_c = [summary["experts"][k]["in_cluster"] for k in names]
     ooc = [summary["experts"][k]["ooc"] for k in names]
-    fig = Figure(figsize=(max(4, 1 + 0.6 * len(names)), 3.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    ax.bar(names, in_c, label="in-cluster", color="tab:blue")
-    bars = ax.bar(names, ooc, bottom=in_c, label="out-of-cluster", color="tab:orange")
-    ax.bar_label(bars, labels=[f"{summary['experts'][k]['shards']} sh" for k in names], fontsize=8)
-    ax.set_xlabel("expert")
-    ax.set_ylabel("samples")
-    ax.set_title(f"{summary['in_cluster_total']} kept samples; {summary.get('absent_entries', 0)} "
-                 "subset entries absent from the pool", fontsize=9)
-    ax.legend()
-    with atomic_path(png_path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
+    with png_figure(png_path, (max(4, 1 + 0.6 * len(names)), 3.5)) as fig:
+        ax = fig.subplots()
+        ax.bar(names, in_c, label="in-cluster", color="tab:blue")
+        bars = ax.bar(names, ooc, bottom=in_c, label="out-of-cluster", color="tab:orange")
+        ax.bar_label(bars, labels=[f"{summary['experts'][k]['shards']} sh" for k in names], fontsize=8)
+        ax.set_xlabel("expert")
+        ax.set_ylabel("samples")
+        ax.set_title(f"{summary['in_cluster_total']} kept samples; {summary.get('absent_entries', 0)} "
+                     "subset entries absent from the pool", fontsize=9)
+        ax.legend()

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from .errors import ConfigError, InputDataError
-from .uids import UID_DTYPE
+from .uids import UID_DTYPE, is_sorted
 
 SET_KINDS = ("intersection", "union", "difference")
 POOL_KINDS = ("no_filter", "basic_filter", "dedup_exact", "dedup_near")
@@ -84,13 +84,6 @@ def read_subset_file(path: str | os.PathLike) -> np.ndarray:
         raise InputDataError(f"{path}: subset is not sorted (DataComp matches with np.searchsorted); "
                              "sort it with np.sort before saving")
     return arr
-
-
-def is_sorted(pairs: np.ndarray) -> bool:
-    hi, lo = pairs["f0"], pairs["f1"]
-    step_hi = hi[1:] > hi[:-1]
-    same_hi = hi[1:] == hi[:-1]
-    return bool(np.all(step_hi | (same_hi & (lo[1:] >= lo[:-1]))))
 
 
 def counts(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ except ImportError:  # running from a checkout without installing: use the sourc
 
 from modeflow.config import validate_config
 from modeflow.errors import ModeflowError
-from modeflow.plan import plan_shards
+from modeflow.plan import expert_name, plan_shards
 
 try:
     config.update(

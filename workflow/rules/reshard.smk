@@ -2,7 +2,7 @@
 # per expert. Phase 1 (one job per chunk) decides membership from uid tables and records where each
 # kept sample's bytes lie; phase 2 (one job per expert) copies those bytes into exact-size shards.
 
-EXPERTS = [f"{i:02d}" for i in range(config["cluster"]["num_experts"])]
+EXPERTS = [expert_name(i) for i in range(config["cluster"]["num_experts"])]
 RESHARD_SUBSET = R(f"filter/subsets/{config['filter']['use']}.npy")
 
 
