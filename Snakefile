@@ -17,6 +17,9 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/filter.smk"
 include: "workflow/rules/reshard.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/ensemble.smk"
 
 
 rule all:

@@ -30,6 +30,13 @@ TINY_OVERRIDES = {
     # ~280 of the 300 rows download; m must stay below the rows the fine k-means samples
     "cluster.num_fine": 16,
     "reshard.shard_size": 50,
+    # seconds of training per model: the DAG's wiring is under test here, not what a CLIP learns
+    "train.schedule_epochs": 2,
+    "train.seed_epochs": 1,
+    "train.batch_size": 32,
+    "train.samples_per_epoch": 64,
+    "train.warmup": 2,
+    "evaluate.batch_size": 64,
 }
 
 

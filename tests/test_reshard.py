@@ -325,3 +325,24 @@ def test_tar_shortened_after_indexing_is_an_error(pool):
     with pytest.raises(InputDataError, match="00001.tar: shorter than when it was indexed"):
         write_expert(index, subset, root / "again", expert=0, num_experts=N_EXPERTS, shard_size=7,
                      shuffle=True, seed=1)
+
+
+def test_pooled_reshard_keeps_every_kept_sample_once_without_ooc(pool):
+    """assign_path None: the seed's / dense model's data — the whole subset in one directory."""
+    root, uids = pool
+    subset_uids = uids[::2]
+    subset = root / "subset.npy"
+    np.save(subset, uids_to_pairs(subset_uids))
+    index = []
+    for chunk, shards in CHUNKS.items():
+        idx = root / "pooled" / f"{chunk}.parquet"
+        index_chunk(root / f"embed_{chunk}.parquet", None, subset, [str(root / f"{s}.tar") for s in shards],
+                    idx, root / "pooled" / f"{chunk}.json", num_experts=1, ooc_ratio=0.0, seed=1)
+        index.append(idx)
+    meta = write_expert(index, subset, root / "all", expert=0, num_experts=1, shard_size=7, shuffle=True,
+                        seed=1, label="pooled subset")
+    assert meta["expert"] == "pooled subset" and meta["ooc_samples"] == 0
+    assert sorted(written_uids(root / "all")) == sorted(subset_uids)
+    with pytest.raises(ValueError):
+        index_chunk(root / "embed_c0.parquet", None, subset, [], root / "x.parquet", root / "x.json",
+                    num_experts=2, ooc_ratio=0.0, seed=1)

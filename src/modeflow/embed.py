@@ -89,14 +89,15 @@ def _to_numpy(tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy()
 
 
-def resolve_device(device: str) -> str:
-    """"auto" -> cuda when available else cpu; an explicit cuda without a GPU is a config error."""
+def resolve_device(device: str, key: str = "embed.device") -> str:
+    """"auto" -> cuda when available else cpu; an explicit cuda without a GPU is a config error
+    naming the config `key` that asked for it."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"embed.device: {device!r} asked for but no CUDA device is available")
+        raise ConfigError(f"{key}: {device!r} asked for but no CUDA device is available")
     return device
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -137,14 +138,22 @@ def _locate(rows_shard, rows_key, tar_paths, embed_path) -> dict:
 def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, out_json, *,
                 num_experts: int, ooc_ratio: float, seed: int) -> dict:
     """Decide which kept sample goes to which expert (in-cluster and out-of-cluster copies) and
-    where its bytes are; write the index parquet and its stats json. Returns the stats."""
+    where its bytes are; write the index parquet and its stats json. Returns the stats.
+
+    assign_path None pools the subset instead: every kept sample goes to "expert" 0, no ooc copies
+    (num_experts must be 1) — the all-data shards the seed model and the dense baseline train on."""
     emb = _read_columns(embed_path, ["uid", "shard", "key"])
-    asg = _read_columns(assign_path, ["uid", "expert"])
-    if emb.num_rows != asg.num_rows or not emb["uid"].equals(asg["uid"]):
-        raise InputDataError(f"{assign_path}: rows do not match {embed_path} (same uids, same order expected)")
     uids = np.asarray(emb["uid"].to_pylist(), dtype=object)
     pairs = uid_pairs(uids, str(embed_path))
-    expert = asg["expert"].to_numpy().astype(np.int64)
+    if assign_path is None:
+        if num_experts != 1 or ooc_ratio:
+            raise ValueError("a pooled reshard has one output and no out-of-cluster copies")
+        expert = np.zeros(len(uids), np.int64)
+    else:
+        asg = _read_columns(assign_path, ["uid", "expert"])
+        if emb.num_rows != asg.num_rows or not emb["uid"].equals(asg["uid"]):
+            raise InputDataError(f"{assign_path}: rows do not match {embed_path} (same uids, same order expected)")
+        expert = asg["expert"].to_numpy().astype(np.int64)
     if len(expert) and (expert.min() < 0 or expert.max() >= num_experts):
         raise InputDataError(f"{assign_path}: expert ids must lie in 0..{num_experts - 1}")
     mult = multiplicity(load_subset(subset_path), pairs)
@@ -327,18 +336,33 @@ def _entry_arrays(table: pa.Table) -> tuple[dict, list[str]]:
     return entries, tar_names
 
 
+def _relocate(recorded: list[str], tar_paths: Sequence[str | Path]) -> list[str]:
+    here = {Path(p).name: str(p) for p in tar_paths}
+    missing = [t for t in recorded if Path(t).name not in here]
+    if missing:
+        raise InputDataError(f"reshard: input tar {missing[0]} (recorded by phase 1) is not among this job's "
+                             f"inputs ({len(here)} tars)")
+    return [here[Path(t).name] for t in recorded]
+
+
 def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts: int, shard_size: int,
                  shuffle: bool, seed: int, empty_expert: str = "error", ooc_ratio: float | None = None,
-                 subset_name: str | None = None) -> dict:
-    """Write expert `expert`'s directory (DataComp layout) atomically; returns its meta.json."""
+                 subset_name: str | None = None, label: str | None = None,
+                 tar_paths: Sequence[str | Path] | None = None) -> dict:
+    """Write expert `expert`'s directory (DataComp layout) atomically; returns its meta.json.
+    `label` names the output in meta.json and errors (default: the expert's name). `tar_paths`:
+    where this job sees the input tars, matched by file name to the paths phase 1 recorded (under
+    remote storage every job gets its own local copies)."""
     if empty_expert not in ("error", "allow"):
         raise ConfigError(f"cluster.empty_expert must be 'error' or 'allow', got {empty_expert!r}")
     if shard_size < 1:
         raise ConfigError(f"reshard.shard_size must be >= 1, got {shard_size}")
-    name = expert_name(expert)
+    name = label or expert_name(expert)
     subset = load_subset(subset_path)
     tables = _read_index(index_paths)
     entries, tar_names = _entry_arrays(_expert_entries(tables, expert))
+    if tar_paths is not None:
+        tar_names = _relocate(tar_names, tar_paths)
     n = len(entries["pairs"])
     if n == 0 and empty_expert == "error":
         raise InputDataError(f"expert {name} has no samples (subset {subset_path}); set "

@@ -1,7 +1,7 @@
 """Build one named subset (config `filter.subsets.<name>`) -> (sorted u8,u8 uids, stats).
 
 Pool kinds read the per-chunk attribute tables; subset_file reads the user's DataComp .npy;
-set kinds read the subsets they combine. A subset that keeps nothing is an error naming what
+clip_score reads the per-chunk clip scores; set kinds read the subsets they combine. A subset that keeps nothing is an error naming what
 removed everything: an empty subset must never reach training.
 """
 
@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .clip_score import clip_score_keep
 from .errors import InputDataError
 from .filters import basic_filter_masks, dedup_exact_mask, dedup_near_mask, pool_order
-from .subsets import POOL_KINDS, SET_KINDS, combine, read_subset_file, restrict_to_pool
+from .subsets import POOL_KINDS, SEED_SCORER, SET_KINDS, combine, read_subset_file, restrict_to_pool
 from .uids import uids_to_pairs
 
 
@@ -89,6 +90,22 @@ def _file_subset(name: str, spec: dict, pool: np.ndarray) -> tuple[np.ndarray, d
     return kept, stats
 
 
+def _clip_subset(name: str, spec: dict, attributes: pa.Table, scores: pa.Table) -> tuple[np.ndarray, dict]:
+    if scores.num_rows != attributes.num_rows or not scores["uid"].equals(attributes["uid"]):
+        raise InputDataError(f"filter.subsets.{name}: the clip scores do not cover the pool's samples in order "
+                             f"({scores.num_rows} scores, {attributes.num_rows} samples); rerun the clip_score jobs")
+    keep, threshold = clip_score_keep(scores["clip_score"].to_numpy(), threshold=spec.get("threshold"),
+                                      fraction=spec.get("fraction"), key=f"filter.subsets.{name}")
+    if not keep.any():
+        raise InputDataError(f"filter.subsets.{name} (clip_score) keeps none of {len(keep)} samples at threshold "
+                             f"{threshold:.4f} (scores range {float(np.min(scores['clip_score'])):.4f}.."
+                             f"{float(np.max(scores['clip_score'])):.4f})")
+    uids = np.asarray(attributes["uid"].to_pylist(), dtype=object)[keep]
+    return uids_to_pairs(uids), {"rows_in": len(keep), "rows_kept": int(keep.sum()), "threshold": threshold,
+                                 "checkpoint": spec.get("checkpoint", SEED_SCORER),
+                                 "removed_by_rule": {"clip_score_below_threshold": int((~keep).sum())}}
+
+
 def _set_subset(name: str, spec: dict, operands: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
     kind, of = spec["kind"], spec["of"]
     result = operands[of[0]]
@@ -112,13 +129,17 @@ def _set_subset(name: str, spec: dict, operands: dict[str, np.ndarray]) -> tuple
 
 def build_subset(name: str, spec: dict, *, basic: dict | None = None, attributes: pa.Table | None = None,
                  vectors: np.ndarray | None = None,
-                 operands: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict]:
+                 operands: dict[str, np.ndarray] | None = None,
+                 scores: pa.Table | None = None) -> tuple[np.ndarray, dict]:
     """The subset `name` as DataComp's sorted u8,u8 array (multiplicity = upsampling) and its stats
     {kind, rows_in, rows_kept, removed_by_rule, ...}. Pool and subset_file kinds need `attributes`
-    (dedup_near also `vectors`, aligned with it); set kinds need `operands` by name."""
+    (dedup_near also `vectors`, aligned with it; clip_score `scores`, {uid, clip_score} aligned
+    with it); set kinds need `operands` by name."""
     kind = spec["kind"]
     if kind in POOL_KINDS:
         pairs, stats = _pool_subset(name, spec, basic or {}, attributes, vectors)
+    elif kind == "clip_score":
+        pairs, stats = _clip_subset(name, spec, attributes, scores)
     elif kind == "subset_file":
         pairs, stats = _file_subset(name, spec, uids_to_pairs(attributes["uid"].to_pylist()))
     elif kind in SET_KINDS:

@@ -17,6 +17,7 @@ from .uids import UID_DTYPE, is_sorted
 
 SET_KINDS = ("intersection", "union", "difference")
 POOL_KINDS = ("no_filter", "basic_filter", "dedup_exact", "dedup_near")
+SEED_SCORER = "seed"  # clip_score's default scorer: the MoDE seed model this workflow trains
 
 
 def _key(name: str, field: str | None = None) -> str:
@@ -47,6 +48,15 @@ def check_subsets(filter_cfg: dict) -> None:
             t = spec.get("threshold")
             if t is None or not 0 < t <= 1:
                 raise ConfigError(f"{_key(name, 'threshold')}: dedup_near needs a cosine threshold in (0, 1], got {t!r}")
+        if kind == "clip_score":
+            if ("threshold" in spec) == ("fraction" in spec):
+                raise ConfigError(f"{_key(name)}: clip_score needs exactly one of `threshold` (cosine) or "
+                                  "`fraction` (keep the top fraction of the pool)")
+            if "fraction" in spec and not 0 < spec["fraction"] <= 1:
+                raise ConfigError(f"{_key(name, 'fraction')}: must lie in (0, 1], got {spec['fraction']!r}")
+            if spec.get("checkpoint", SEED_SCORER) != SEED_SCORER and not spec.get("model"):
+                raise ConfigError(f"{_key(name, 'model')}: a clip_score checkpoint other than the seed needs "
+                                  "the open_clip model name it was trained with")
     for name in subsets:
         _check_acyclic(subsets, name, [])
     use = filter_cfg.get("use")
@@ -60,6 +70,14 @@ def _check_acyclic(subsets: dict, name: str, path: list[str]) -> None:
         raise ConfigError(f"{_key(path[-1], 'of')}: subsets depend on each other in a cycle: {cycle}")
     for dep in subsets[name].get("of") or ():
         _check_acyclic(subsets, dep, path + [name])
+
+
+def depends_on_seed_scores(subsets_cfg: dict, name: str) -> bool:
+    """Whether subset `name` needs clip scores from the seed model (so the seed cannot train on it)."""
+    spec = subsets_cfg[name]
+    if spec["kind"] == "clip_score" and spec.get("checkpoint", SEED_SCORER) == SEED_SCORER:
+        return True
+    return any(depends_on_seed_scores(subsets_cfg, dep) for dep in spec.get("of") or ())
 
 
 def subset_dependencies(subsets_cfg: dict, name: str) -> list[str]:
@@ -120,7 +138,7 @@ def restrict_to_pool(pairs: np.ndarray, pool: np.ndarray) -> tuple[np.ndarray, n
 
 
 def subset_inputs(subsets_cfg: dict, name: str, *, attributes: list[str], vectors: list[str],
-                  uid_tables: list[str], subset_path) -> dict[str, list[str] | str]:
+                  uid_tables: list[str], subset_path, clip_scores=None) -> dict[str, list[str] | str]:
     """The files subset `name` is computed from (a Snakemake input function's answer): the subsets
     it combines (set kinds, `subset_path(dep)` each), else the pool's attribute tables, plus the
     caption embeddings and their uid tables (dedup_near) or the user's file (subset_file)."""
@@ -133,4 +151,6 @@ def subset_inputs(subsets_cfg: dict, name: str, *, attributes: list[str], vector
         inputs.update(vectors=list(vectors), uids=list(uid_tables))
     elif spec["kind"] == "subset_file":
         inputs["file"] = spec["path"]
+    elif spec["kind"] == "clip_score":
+        inputs["scores"] = list(clip_scores(name))
     return inputs

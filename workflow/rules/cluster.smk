@@ -105,7 +105,7 @@ if SOURCE == "demo":
                 labels={"stage": "cluster", "figure": "experts vs demo domains"},
             ),
         params:
-            ground_truth=R("demo/ground_truth.parquet"),
+            ground_truth=lambda wc, input: os.path.join(input.demo, "ground_truth.parquet"),
             num_experts=config["cluster"]["num_experts"],
         conda:
             "../../envs/modeflow.yaml"

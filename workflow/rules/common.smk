@@ -15,6 +15,13 @@ from modeflow.config import validate_config
 from modeflow.errors import ModeflowError
 from modeflow.plan import expert_name, plan_shards
 
+from modeflow.storage import check_default_storage
+
+try:  # with --default-storage-provider s3: fail in seconds on missing/wrong credentials or bucket
+    check_default_storage(workflow)
+except ModeflowError as exc:
+    raise WorkflowError(str(exc)) from None
+
 try:
     config.update(
         validate_config(config, Path(workflow.current_basedir) / "../schemas/config.schema.yaml")
@@ -53,9 +60,18 @@ def chunk_input(wildcards):
     return [R(f"shards/{wildcards.chunk}")]
 
 
-def chunk_tars(wildcards):
-    """The tars of a chunk, for scripts (inputs may be a directory)."""
-    return [shard_file(shard) for shard in PLAN.chunks[wildcards.chunk]]
+def chunk_files(wildcards, input, ext="tar"):
+    """A chunk's shard files as this job sees them, for scripts (inputs may be a directory).
+    Built from `input`, not from R(...): under remote storage (--default-storage-provider) only
+    inputs are staged, to local copies whose paths differ from the results/ names."""
+    shards = PLAN.chunks[wildcards.chunk]
+    if SOURCE == "shards":
+        return list(input)[: len(shards)] if ext == "tar" else [shard_file(s, ext) for s in shards]
+    return [os.path.join(input[0], f"{shard}.{ext}") for shard in shards]
+
+
+def chunk_tars(wildcards, input):
+    return chunk_files(wildcards, input)
 
 
 def pool_source_input(wildcards):

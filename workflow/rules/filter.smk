@@ -2,7 +2,7 @@
 # DataComp baseline filters as named uid subsets (config filter.subsets) in DataComp's .npy format.
 import re
 
-from modeflow.subsets import check_subsets, subset_inputs
+from modeflow.subsets import SEED_SCORER, check_subsets, subset_inputs
 
 try:
     check_subsets(config["filter"])
@@ -20,7 +20,7 @@ rule filter_attributes:
     output:
         R("filter/attributes/{chunk}.parquet"),
     params:
-        parquets=lambda wc: [shard_file(s, "parquet") for s in PLAN.chunks[wc.chunk]],
+        parquets=lambda wc, input: chunk_files(wc, input, "parquet"),
     resources:
         mem_mb=2000,
     group:
@@ -35,6 +35,44 @@ rule filter_attributes:
         "../scripts/filter_attributes.py"
 
 
+def clip_scorer(name):
+    """(open_clip model name, checkpoint path) that scores clip_score subset `name`."""
+    spec = SUBSETS[name]
+    scorer = spec.get("checkpoint", SEED_SCORER)  # ("checkpoint" is a Snakemake keyword at line start)
+    if scorer == SEED_SCORER:
+        return TRAIN["model"], R("models/seed.pt")
+    return spec.get("model") or TRAIN["model"], scorer
+
+
+rule clip_score:
+    input:
+        chunk_input,
+        uids=R("embed/{chunk}.parquet"),
+        scorer=lambda wc: clip_scorer(wc.name)[1],
+    output:
+        R("filter/clip_scores/{name}/{chunk}.parquet"),
+    wildcard_constraints:
+        name="|".join(re.escape(n) for n, s in SUBSETS.items() if s["kind"] == "clip_score") or "^$",
+    params:
+        tars=chunk_tars,
+        model=lambda wc: clip_scorer(wc.name)[0],
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["evaluate"]["device"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+    group:
+        "clip_score"
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/filter/clip_scores/{name}_{chunk}.log"),
+    benchmark:
+        R("benchmarks/filter/clip_scores/{name}_{chunk}.tsv")
+    script:
+        "../scripts/filter_clip_score.py"
+
+
 rule subset:
     input:
         unpack(
@@ -45,6 +83,7 @@ rule subset:
                 vectors=expand(R("embed/{chunk}.npy"), chunk=CHUNKS),
                 uid_tables=expand(R("embed/{chunk}.parquet"), chunk=CHUNKS),
                 subset_path=lambda dep: R(f"filter/subsets/{dep}.npy"),
+                clip_scores=lambda name: expand(R("filter/clip_scores/{name}/{chunk}.parquet"), name=name, chunk=CHUNKS),
             )
         ),
     output:
@@ -118,7 +157,7 @@ if SOURCE == "demo":
                 labels={"stage": "filter", "item": "demo scores"},
             ),
         params:
-            ground_truth=R("demo/ground_truth.parquet"),
+            ground_truth=lambda wc, input: os.path.join(input.demo, "ground_truth.parquet"),
             names=list(SUBSETS),
             basic_names=[n for n, s in SUBSETS.items() if s["kind"] == "basic_filter"],
         conda:

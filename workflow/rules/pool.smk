@@ -71,7 +71,7 @@ if SOURCE != "shards":
         input:
             expand(R("shards/{chunk}"), chunk=CHUNKS),
         params:
-            stats=[shard_file(shard, "_stats.json") for shard in PLAN.shards],
+            stats=lambda wc, input: [os.path.join(d, f"{s}_stats.json") for d, c in zip(input, CHUNKS) for s in PLAN.chunks[c]],
         output:
             summary=R("download/summary.json"),
             plot=report(

@@ -4,6 +4,8 @@
 
 EXPERTS = [expert_name(i) for i in range(config["cluster"]["num_experts"])]
 RESHARD_SUBSET = R(f"filter/subsets/{config['filter']['use']}.npy")
+# every chunk's shards (download directories or the user's tars): what phase 2 copies from
+ALL_SHARD_INPUTS = [shard_file(s) for s in PLAN.shards] if SOURCE == "shards" else expand(R("shards/{chunk}"), chunk=CHUNKS)
 
 
 wildcard_constraints:
@@ -42,6 +44,8 @@ rule reshard_expert:
     input:
         index=expand(R("reshard/index/{chunk}.parquet"), chunk=CHUNKS),
         subset=RESHARD_SUBSET,
+        # the bytes phase 2 copies: inputs, so remote storage stages them into this job
+        shards=ALL_SHARD_INPUTS,
     output:
         directory(R("experts/{expert}")),
     params:
@@ -87,6 +91,70 @@ rule reshard_summary:
         R("logs/reshard/summary.log"),
     script:
         "../scripts/reshard_summary.py"
+
+
+# The pooled subsets: all kept samples of one subset in one DataComp-layout directory, no cluster
+# split — what the seed model (train.seed_subset) and the dense baseline (filter.use) train on.
+
+
+rule reshard_pooled_part:
+    input:
+        chunk_input,
+        embed=R("embed/{chunk}.parquet"),
+        subset=R("filter/subsets/{subset}.npy"),
+    output:
+        index=R("reshard/pooled/{subset}/index/{chunk}.parquet"),
+        stats=R("reshard/pooled/{subset}/index/{chunk}.json"),
+    wildcard_constraints:
+        subset="|".join(re.escape(n) for n in SUBSETS),
+    params:
+        tars=chunk_tars,
+        num_experts=1,
+        ooc_ratio=0.0,
+        seed=config["seed"],
+    resources:
+        mem_mb=2000,
+    # one group per subset: the seed's subset and filter.use (downstream of the seed, via clip
+    # scores) must not share a group, or the group would depend on itself
+    group:
+        "reshard_pooled_{subset}"
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/reshard/pooled_{subset}_part_{chunk}.log"),
+    benchmark:
+        R("benchmarks/reshard/pooled_{subset}_part_{chunk}.tsv")
+    script:
+        "../scripts/reshard_part.py"
+
+
+rule reshard_pooled:
+    input:
+        index=lambda wc: expand(R("reshard/pooled/{subset}/index/{chunk}.parquet"), subset=wc.subset, chunk=CHUNKS),
+        subset=R("filter/subsets/{subset}.npy"),
+        shards=ALL_SHARD_INPUTS,
+    output:
+        directory(R("pooled/{subset}")),
+    wildcard_constraints:
+        subset="|".join(re.escape(n) for n in SUBSETS),
+    params:
+        expert=0,
+        num_experts=1,
+        subset_name=lambda wc: wc.subset,
+        label=lambda wc: f"pooled {wc.subset}",
+        reshard=dict(config["reshard"], ooc_ratio=0.0),
+        empty_expert="error",
+        seed=config["seed"],
+    resources:
+        mem_mb=3000,
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/reshard/pooled_{subset}.log"),
+    benchmark:
+        R("benchmarks/reshard/pooled_{subset}.tsv")
+    script:
+        "../scripts/reshard_expert.py"
 
 
 FINAL_TARGETS.extend(expand(R("experts/{expert}"), expert=EXPERTS))

@@ -1,4 +1,7 @@
 """Snakemake adapter: one named uid subset as a DataComp .npy plus its stats (modeflow.subset_build)."""
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from modeflow.atomic import save_npy, write_json
 from modeflow.joblog import job_log
 from modeflow.subset_build import build_subset, load_attributes, load_embeddings
@@ -13,8 +16,11 @@ with job_log(snakemake.log[0]) as log:
         attributes = load_attributes(inputs.attributes)
     if spec["kind"] == "dedup_near":
         vectors = load_embeddings(inputs.vectors, inputs.uids, attributes["uid"].to_pylist())
+    scores = None
+    if spec["kind"] == "clip_score":
+        scores = pa.concat_tables(pq.read_table(p) for p in inputs.scores)
     pairs, stats = build_subset(name, spec, basic=snakemake.params.basic, attributes=attributes,
-                                vectors=vectors, operands=operands)
+                                vectors=vectors, operands=operands, scores=scores)
     if stats.get("absent_from_pool"):
         log.warning("subset %s: %d uid(s) of %s are not in the pool, e.g. %s", name,
                     stats["absent_from_pool"], spec["path"], stats["absent_examples"])

@@ -1,4 +1,5 @@
-"""Snakemake adapter: phase 1 of the reshard for one chunk (modeflow.reshard.index_chunk)."""
+"""Snakemake adapter: phase 1 of the reshard for one chunk (modeflow.reshard.index_chunk).
+Without an `assign` input the subset is pooled into one output (the seed's and dense model's data)."""
 from modeflow.joblog import job_log
 from modeflow.reshard import index_chunk
 
@@ -6,7 +7,7 @@ params = snakemake.params
 with job_log(snakemake.log[0]) as log:
     stats = index_chunk(
         snakemake.input.embed,
-        snakemake.input.assign,
+        getattr(snakemake.input, "assign", None),
         snakemake.input.subset,
         params.tars,
         snakemake.output.index,

@@ -1,0 +1,353 @@
+"""Training engine: MoDE schedule, seed → expert resume, kill/resume, NaN guard, checkpoint checks.
+
+Real open_clip_train runs on a tiny fixture: 200 image–text pairs of 32 px, batch 32, 2 steps an
+epoch, the shipped tiny ViT.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from modeflow.checkpoints import (CheckpointMismatchError, CorruptCheckpointError, check_fits,
+                                  checkpoint_epoch, latest_good_checkpoint, load_clip)
+from modeflow.errors import ConfigError, InputDataError
+from modeflow.train import (TrainingFailedError, build_argv, first_slurm_host, launcher_argv,
+                            plan_runs, resolve_train_config, run_training, samples_per_epoch,
+                            train_flops_per_sample)
+from modeflow.train_curves import parse_log
+from modeflow.train_entry import schedule_lr, split_argv
+
+MODEL = "modeflow-tiny-vit"
+COLOURS = ["red", "green", "blue", "yellow"]
+SHAPES = ["circle", "square", "stripe", "dot"]
+
+
+def tiny_cfg(**overrides) -> dict:
+    return resolve_train_config({"batch_size": 32, "schedule_epochs": 3, "seed_epochs": 2,
+                                 "samples_per_epoch": 64, "warmup": 2, "workers": 0,
+                                 "log_every_n_steps": 1, **overrides})
+
+
+def write_shards(root: Path, num_samples: int = 200, per_shard: int = 100) -> list[Path]:
+    import webdataset as wds
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    tars = []
+    for shard in range(math.ceil(num_samples / per_shard)):
+        path = root / f"{shard:08d}.tar"
+        with wds.TarWriter(str(path)) as sink:
+            for i in range(shard * per_shard, min(num_samples, (shard + 1) * per_shard)):
+                c, s = i % len(COLOURS), (i // len(COLOURS)) % len(SHAPES)
+                pixels = np.zeros((32, 32, 3), np.uint8)
+                pixels[..., c % 3] = 200
+                pixels[8 * s: 8 * s + 8] = rng.integers(0, 255, (8, 32, 3))
+                buf = io.BytesIO()
+                Image.fromarray(pixels).save(buf, format="JPEG")
+                sink.write({"__key__": f"{i:09d}", "jpg": buf.getvalue(),
+                            "txt": f"a {COLOURS[c]} {SHAPES[s]}"})
+        tars.append(path)
+    return tars
+
+
+def train_lines(out_log: Path) -> list[int]:
+    return [row["epoch"] for row in parse_log(out_log)]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> list[Path]:
+    return write_shards(tmp_path_factory.mktemp("shards"))
+
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory, shards) -> dict:
+    root = tmp_path_factory.mktemp("seed")
+    cfg = tiny_cfg()
+    meta = run_training("seed", cfg, train_tars=shards, init_checkpoint=None,
+                        run_dir=root / "runs" / "seed", out_checkpoint=root / "seed.pt",
+                        out_meta=root / "seed.json", num_experts=2, samples_per_epoch=64,
+                        sink=io.StringIO())
+    return {"root": root, "cfg": cfg, "meta": meta, "checkpoint": root / "seed.pt",
+            "run_dir": root / "runs" / "seed"}
+
+
+# --- schedule -------------------------------------------------------------------------------
+
+def lr(step, **kw):
+    args = dict(base_lr=1.0, warmup_steps=10, steps_per_epoch=10, schedule_epochs=8)
+    return schedule_lr(step, **{**args, **kw})
+
+
+def test_schedule_warmup_and_seed_end_on_the_T_epoch_cosine():
+    seed = dict(resume_epoch=0, run_epochs=6)
+    assert lr(0, **seed) == pytest.approx(0.1)  # open_clip_train's (step + 1) / warmup
+    assert lr(9, **seed) == pytest.approx(1.0)
+    # last seed step 59 and the seed's end (step 60 = epoch 6 of 8): cosine at (60-10)/(80-10)
+    assert lr(60, **seed) == pytest.approx(0.5 * (1 + math.cos(math.pi * 50 / 70)))
+    assert lr(59, **seed) == pytest.approx(0.5 * (1 + math.cos(math.pi * 49 / 70)))
+
+
+def test_schedule_expert_continues_the_seed_and_dense_stretches_the_tail():
+    seed, expert = dict(resume_epoch=0, run_epochs=6), dict(resume_epoch=6, run_epochs=2)
+    dense = dict(resume_epoch=6, run_epochs=8)  # 4 experts × 2 epochs
+    for step in (59, 60, 65, 79):
+        assert lr(step, **expert) == pytest.approx(lr(step, **seed))
+    assert lr(80, **expert) == pytest.approx(0.0)
+    # dense starts where the seed stopped, is halfway down the tail after half its run, ends at 0
+    assert lr(60, **dense) == pytest.approx(lr(60, **seed))
+    assert lr(60 + 40, **dense) == pytest.approx(lr(70, **expert))
+    assert lr(60 + 80, **dense) == pytest.approx(0.0, abs=1e-12)
+    assert lr(60 + 79, **dense) < lr(79, **expert)  # a finer tail: each step a quarter as far
+    steps = [lr(s, **dense) for s in range(60, 140)]
+    assert all(a > b for a, b in zip(steps, steps[1:]))
+
+
+def test_entry_argv_split_with_or_without_double_dash():
+    schedule, rest = split_argv(["--schedule-epochs", "8", "--resume-epoch", "6", "--run-epochs",
+                                 "2", "--", "--resume", "latest", "--epochs", "8"])
+    assert (schedule.schedule_epochs, schedule.resume_epoch, schedule.run_epochs) == (8, 6, 2)
+    assert rest == ["--resume", "latest", "--epochs", "8"]
+    # torchrun may drop the "--": our options are picked out, "--resume" is not taken for ours
+    schedule, rest = split_argv(["--resume", "x.pt", "--schedule-epochs", "8", "--resume-epoch",
+                                 "6", "--run-epochs", "2", "--epochs", "8"])
+    assert schedule.resume_epoch == 6 and rest == ["--resume", "x.pt", "--epochs", "8"]
+
+
+# --- config, plan, argv ---------------------------------------------------------------------
+
+def test_presets_and_overrides():
+    small = resolve_train_config({"preset": "small"})
+    assert (small["model"], small["batch_size"], small["lr"], small["warmup"]) == \
+        ("ViT-B-32", 4096, 5e-4, 500)
+    assert samples_per_epoch(small, kept_samples=10) == 12_800_000 // 32
+    xl = resolve_train_config({"preset": "xlarge", "lr": 4e-4})
+    assert (xl["model"], xl["batch_size"], xl["lr"], xl["wd"]) == ("ViT-L-14", 90112, 4e-4, 0.2)
+    assert samples_per_epoch(resolve_train_config({"samples_per_epoch": None}), 1234) == 1234
+    with pytest.raises(ConfigError, match="train.preset"):
+        resolve_train_config({"preset": "huge"})
+    with pytest.raises(ConfigError, match="lrr"):
+        resolve_train_config({"lrr": 1.0})
+    with pytest.raises(ConfigError, match="train.seed_epochs"):
+        resolve_train_config({"seed_epochs": 8, "schedule_epochs": 8})
+
+
+def test_plan_runs_cost_identity():
+    cfg = resolve_train_config({"schedule_epochs": 32, "seed_epochs": 27, "batch_size": 64})
+    runs = plan_runs(cfg, num_experts=4, samples_per_epoch=1000)
+    assert list(runs) == ["seed", "expert_00", "expert_01", "expert_02", "expert_03", "dense"]
+    experts = [runs[f"expert_0{i}"] for i in range(4)]
+    assert runs["seed"].resume_epoch == 0 and runs["seed"].stop_epoch == 27
+    assert all((e.resume_epoch, e.stop_epoch) == (27, 32) for e in experts)
+    assert (runs["dense"].resume_epoch, runs["dense"].stop_epoch) == (27, 47)
+    assert runs["dense"].samples_seen == sum(e.samples_seen for e in experts)
+    assert runs["dense"].flops == pytest.approx(sum(e.flops for e in experts))
+    # whole batches per epoch, the same for every run: 16 batches of 64 ≥ 1000 samples
+    assert {r.steps_per_epoch for r in runs.values()} == {16}
+    assert runs["seed"].samples_seen == 27 * 16 * 64
+    total = sum(r.flops for r in runs.values() if r.name != "dense")
+    assert total / (32 * 16 * 64 * train_flops_per_sample(cfg["model"])) == pytest.approx(47 / 32)
+
+
+def test_flops_per_sample_grow_with_the_model():
+    tiny, b32 = train_flops_per_sample(MODEL), train_flops_per_sample("ViT-B-32")
+    assert 1e6 < tiny < 1e9 and b32 > 100 * tiny
+
+
+def test_build_argv(tmp_path):
+    cfg = resolve_train_config({"preset": "small"})
+    run = plan_runs(cfg, num_experts=2, samples_per_epoch=400_000)["expert_01"]
+    argv = build_argv(run, cfg, train_data="a/{00000000..00000009}.tar", run_dir=tmp_path / "e1",
+                      resume="latest", device="cuda", workers=4, seed=0, precision="amp",
+                      world_size=8)
+    opt = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    assert opt["--batch-size"] == "512" and opt["--epochs"] == "32"
+    assert opt["--train-num-samples"] == "400000" and opt["--resume"] == "latest"
+    assert opt["--logs"] == str(tmp_path) and opt["--name"] == "e1"
+    assert opt["--zeroshot-frequency"] == "0" and opt["--report-to"] == ""
+    for flag in ("--dataset-resampled", "--local-loss", "--gather-with-grad", "--grad-checkpointing"):
+        assert flag in argv
+    with pytest.raises(ConfigError, match="batch_size"):
+        build_argv(run, cfg, train_data="x", run_dir=tmp_path, resume=None, device="cuda",
+                   workers=1, seed=0, precision="amp", world_size=3)
+
+
+def test_launcher_argv_cpu_one_node_and_slurm_nodes():
+    assert launcher_argv(0, 1, {}) == [sys.executable, "-m", "modeflow.train_entry"]
+    one = launcher_argv(8, 1, {})
+    assert one[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert one[3:] == ["--standalone", "--nproc-per-node", "8", "-m", "modeflow.train_entry"]
+    env = {"SLURM_JOB_NODELIST": "gpu[07-10]", "SLURM_JOB_ID": "4242"}
+    many = launcher_argv(8, 4, env)
+    assert many[:5] == ["srun", "--nodes", "4", "--ntasks-per-node", "1"]
+    text = " ".join(many)
+    assert "--nnodes 4 --nproc-per-node 8" in text and "--rdzv-backend c10d" in text
+    assert "--rdzv-id 4242" in text and "--rdzv-endpoint gpu07:29500" in text
+    assert many[-2:] == ["-m", "modeflow.train_entry"]
+    assert "--rdzv-endpoint head:1234" in " ".join(
+        launcher_argv(8, 4, {**env, "MASTER_ADDR": "head", "MASTER_PORT": "1234"}))
+    with pytest.raises(ConfigError, match="SLURM_JOB_NODELIST"):
+        launcher_argv(8, 4, {})
+
+
+def test_first_slurm_host_without_scontrol():
+    assert first_slurm_host("node[03-05,09],gpu7") == "node03"
+    assert first_slurm_host("a1,b2") == "a1"
+    assert first_slurm_host("single") == "single"
+
+
+def test_parse_log_keeps_the_rerun_of_a_killed_epoch(tmp_path):
+    line = ("2026-01-01,00:00:0{t} | INFO | Train Epoch: {e} [{n}/64 (50%)] Data (t): 0.0 Batch (t): "
+            "0.1, 10.0/s, 10.0/s/gpu LR: {lr} Logit Scale: 14.0 Contrastive_loss: {l} (1.0) "
+            "Loss: {l} (1.0)")
+    log = tmp_path / "out.log"
+    log.write_text("\n".join([
+        line.format(t=1, e=2, n=32, lr="0.000100", l="4.5"),
+        line.format(t=2, e=2, n=64, lr="0.000200", l="4.4"),
+        "2026-01-01,00:00:03 | INFO | Start epoch 3",
+        line.format(t=4, e=3, n=32, lr="0.000300", l="nan"),   # killed here, rerun below
+        line.format(t=5, e=3, n=32, lr="0.000300", l="4.3"),
+        line.format(t=6, e=3, n=64, lr="0.000050", l="4.2"),
+    ]) + "\n")
+    rows = parse_log(log)
+    assert [(r["epoch"], r["step"], r["samples"]) for r in rows] == \
+        [(2, 4, 160), (2, 5, 192), (3, 6, 224), (3, 7, 256)]
+    assert [r["loss"] for r in rows] == [4.5, 4.4, 4.3, 4.2]
+    assert rows[-1]["lr"] == 5e-5
+
+
+# --- real training runs ---------------------------------------------------------------------
+
+def test_seed_trains_S_epochs_and_expert_resumes_from_it(seed_run, shards, tmp_path):
+    meta = seed_run["meta"]
+    assert train_lines(seed_run["run_dir"] / "out.log")[0] == 0
+    assert sorted(set(train_lines(seed_run["run_dir"] / "out.log"))) == [0, 1]
+    assert checkpoint_epoch(seed_run["checkpoint"]) == 2
+    assert (meta["epochs_trained"], meta["resume_epoch"], meta["samples_seen"]) == (2, 0, 128)
+    assert meta["final_loss"] is not None and math.isfinite(meta["final_loss"])
+    assert "optimizer" in torch.load(seed_run["checkpoint"], weights_only=False)  # experts resume
+
+    cfg = seed_run["cfg"]
+    emeta = run_training("expert_01", cfg, train_tars=shards[1:], init_checkpoint=seed_run["checkpoint"],
+                         run_dir=tmp_path / "runs" / "expert_01", out_checkpoint=tmp_path / "e1.pt",
+                         out_meta=tmp_path / "e1.json", num_experts=2, samples_per_epoch=64,
+                         sink=io.StringIO())
+    curve = emeta["curve"]
+    assert curve[0]["epoch"] == 2 and curve[0]["step"] == 4  # continues the seed's step count
+    assert (emeta["resume_epoch"], emeta["epochs_trained"]) == (2, 1)
+    # lr continuous: the expert's first step follows the seed's last on the same 3-epoch cosine
+    kw = dict(base_lr=cfg["lr"], warmup_steps=2, steps_per_epoch=2, schedule_epochs=3)
+    assert curve[0]["lr"] == pytest.approx(schedule_lr(4, resume_epoch=2, run_epochs=1, **kw), abs=1e-6)
+    assert meta["curve"][-1]["lr"] == pytest.approx(schedule_lr(3, resume_epoch=0, run_epochs=2, **kw),
+                                                    abs=1e-6)
+    assert checkpoint_epoch(tmp_path / "e1.pt") == 3
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms(MODEL, pretrained=str(tmp_path / "e1.pt"))
+    expert_sd = torch.load(tmp_path / "e1.pt", weights_only=False)["state_dict"]
+    assert torch.equal(model.state_dict()["logit_scale"], expert_sd["logit_scale"])
+    clip, _, tokenizer = load_clip(MODEL, tmp_path / "e1.pt")
+    with torch.no_grad():
+        features = clip.encode_text(tokenizer(["a red circle"]))
+    assert features.shape == (1, 64) and torch.isfinite(features).all()
+
+
+def test_rerun_resumes_after_a_kill_and_moves_a_truncated_checkpoint_aside(seed_run, shards, tmp_path):
+    # What a kill during the save of epoch 2 leaves: a good epoch_1.pt and a truncated epoch_2.pt
+    run_dir = tmp_path / "runs" / "seed"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(seed_run["run_dir"] / "checkpoints" / "epoch_1.pt", run_dir / "checkpoints")
+    full = (seed_run["run_dir"] / "checkpoints" / "epoch_2.pt").read_bytes()
+    (run_dir / "checkpoints" / "epoch_2.pt").write_bytes(full[: len(full) // 2])
+    shutil.copy(seed_run["run_dir"] / "out.log", run_dir / "out.log")
+
+    sink = io.StringIO()
+    meta = run_training("seed", seed_run["cfg"], train_tars=shards, init_checkpoint=None,
+                        run_dir=run_dir, out_checkpoint=tmp_path / "seed.pt",
+                        out_meta=tmp_path / "seed.json", num_experts=2, samples_per_epoch=64,
+                        sink=sink)
+    corrupt = run_dir / "checkpoints" / "epoch_2.pt.corrupt"
+    assert corrupt.read_bytes() == full[: len(full) // 2]  # kept, not deleted
+    assert "resuming checkpoint" in sink.getvalue() and "epoch_1.pt' (epoch 1)" in sink.getvalue()
+    new_lines = sink.getvalue().split("Start epoch")[1:]
+    assert [chunk.split()[0] for chunk in new_lines] == ["1"]  # only the lost epoch is retrained
+    assert checkpoint_epoch(tmp_path / "seed.pt") == 2
+    assert meta["curve"][0]["epoch"] == 0  # the log kept the first run's epoch 0
+    assert latest_good_checkpoint(run_dir / "checkpoints") == run_dir / "checkpoints" / "epoch_2.pt"
+
+
+def test_truncated_checkpoint_is_a_clear_error(seed_run, tmp_path):
+    bad = tmp_path / "epoch_9.pt"
+    bad.write_bytes(seed_run["checkpoint"].read_bytes()[:1000])
+    with pytest.raises(CorruptCheckpointError, match="epoch_9.pt"):
+        load_clip(MODEL, bad)
+    with pytest.raises(InputDataError, match="nothere.pt"):
+        load_clip(MODEL, tmp_path / "nothere.pt")
+    assert latest_good_checkpoint(tmp_path) is None
+    assert (tmp_path / "epoch_9.pt.corrupt").exists()
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_good_checkpoint(seed_run, shards, tmp_path):
+    run_dir = tmp_path / "runs" / "seed"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(seed_run["run_dir"] / "checkpoints" / "epoch_1.pt", run_dir / "checkpoints")
+    cfg = tiny_cfg(lr=1e30)
+    with pytest.raises(TrainingFailedError) as err:
+        run_training("seed", cfg, train_tars=shards, init_checkpoint=None, run_dir=run_dir,
+                     out_checkpoint=tmp_path / "seed.pt", out_meta=tmp_path / "seed.json",
+                     num_experts=2, samples_per_epoch=64, sink=io.StringIO())
+    message = str(err.value)
+    assert "exit 3" in message and "loss became nan at step" in message
+    assert f"last good checkpoint: {run_dir / 'checkpoints' / 'epoch_1.pt'}" in message
+    assert "lower the lr" in message
+    assert not (tmp_path / "seed.pt").exists() and not (run_dir / "checkpoints" / "epoch_2.pt").exists()
+    load_clip(MODEL, run_dir / "checkpoints" / "epoch_1.pt")
+
+
+def test_entry_exit_code_on_nan(seed_run, shards, tmp_path):
+    argv = [sys.executable, "-m", "modeflow.train_entry", "--schedule-epochs", "3",
+            "--resume-epoch", "2", "--run-epochs", "1", "--",
+            "--model", MODEL, "--train-data", "::".join(map(str, shards)),
+            "--dataset-type", "webdataset", "--dataset-resampled", "--train-num-samples", "64",
+            "--batch-size", "32", "--epochs", "3", "--lr", "1e30", "--warmup", "0",
+            "--logs", str(tmp_path), "--name", "nan", "--report-to", "", "--device", "cpu",
+            "--precision", "fp32", "--workers", "0", "--zeroshot-frequency", "0",
+            "--resume", str(seed_run["checkpoint"])]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("modeflow: ")]
+    # step 4 (the first after the seed) still has the seed's weights; its 1e30 update breaks step 5
+    assert len(ours) == 1 and ours[0].startswith("modeflow: loss became nan at step 5 (epoch 2)")
+    assert f"last good checkpoint: {seed_run['checkpoint']}" in ours[0]
+
+
+def test_checkpoint_of_another_architecture_is_refused(seed_run, shards, tmp_path):
+    # a tiny ViT trained with 77-token captions: every tensor fits but the text positions
+    ckpt = torch.load(seed_run["checkpoint"], weights_only=False)
+    ckpt["state_dict"]["positional_embedding"] = torch.zeros(77, 64)
+    bad = tmp_path / "other.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"other\.pt.*modeflow-tiny-vit.*first offending key 'positional_embedding'"):
+        load_clip(MODEL, bad)
+    ckpt["state_dict"]["extra.weight"] = torch.zeros(2)
+    ckpt["state_dict"].pop("positional_embedding")
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointMismatchError, match="missing key.*'positional_embedding'"):
+        check_fits(MODEL, bad)
+    with pytest.raises(CheckpointMismatchError, match="other.pt"):
+        run_training("expert_00", seed_run["cfg"], train_tars=shards, init_checkpoint=bad,
+                     run_dir=tmp_path / "runs" / "expert_00", out_checkpoint=tmp_path / "e0.pt",
+                     out_meta=tmp_path / "e0.json", num_experts=2, samples_per_epoch=64,
+                     sink=io.StringIO())
+    assert not (tmp_path / "runs" / "expert_00" / "out.log").exists()  # never launched
+    check_fits(MODEL, seed_run["checkpoint"])  # the right one passes

@@ -1,0 +1,124 @@
+# Ensemble stage (MoDE §5) in two steps: routing (ensemble_weights: task-adaptive expert weights from
+# each task's class names or captions, the clustering text encoder and the fine centers; once per
+# task, no model runs) then combining (ensemble: every arm — MoDE, uniform, top-1, each expert, the
+# oracle, seed, dense — from the saved logits only). Then the report's tables and figures.
+
+
+rule ensemble_weights:
+    input:
+        tasks=TASK_INPUT,
+        **CLUSTER_MODEL,
+    output:
+        weights=R("ensemble/weights.json"),
+    params:
+        tasks=TASKS,
+        cluster_dir=R("cluster"),
+        embed=config["embed"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/ensemble/weights.log"),
+    benchmark:
+        R("benchmarks/ensemble/weights.tsv")
+    script:
+        "../scripts/ensemble_weights.py"
+
+
+rule ensemble:
+    input:
+        metrics=expand(R("eval/{model}/metrics.json"), model=MODELS),
+        weights=R("ensemble/weights.json"),
+        tasks=TASK_INPUT,
+        **CLUSTER_MODEL,
+    output:
+        summary_csv=R("ensemble/summary.csv"),
+        summary_md=R("ensemble/summary.md"),
+        arms=R("ensemble/arms.jsonl"),
+    params:
+        eval_dirs={model: R(f"eval/{model}") for model in MODELS},
+        tasks=TASKS,
+        cluster_dir=R("cluster"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/ensemble/ensemble.log"),
+    benchmark:
+        R("benchmarks/ensemble/ensemble.tsv")
+    script:
+        "../scripts/ensemble.py"
+
+
+rule results_report:
+    input:
+        summary_csv=R("ensemble/summary.csv"),
+        weights=R("ensemble/weights.json"),
+        train_meta=expand(R("models/{model}.json"), model=MODELS),
+    output:
+        table=report(
+            R("ensemble/summary.html"),
+            caption="../report/ensemble_summary.rst",
+            category="3. Experts",
+            labels={"stage": "ensemble", "item": "summary table"},
+        ),
+        weights=report(
+            R("ensemble/weights.png"),
+            caption="../report/ensemble_weights.rst",
+            category="3. Experts",
+            labels={"stage": "ensemble", "item": "weights per task"},
+        ),
+        accuracy=report(
+            R("ensemble/accuracy.png"),
+            caption="../report/ensemble_accuracy.rst",
+            category="3. Experts",
+            labels={"stage": "ensemble", "item": "accuracy per arm"},
+        ),
+        curves=report(
+            R("train/curves.png"),
+            caption="../report/train_curves.rst",
+            category="3. Experts",
+            labels={"stage": "train", "item": "training curves"},
+        ),
+        costs=R("train/costs.json"),
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/ensemble/report.log"),
+    script:
+        "../scripts/results_report.py"
+
+
+FINAL_TARGETS.extend([R("ensemble/summary.csv"), R("ensemble/summary.html"), R("train/curves.png")])
+
+
+if SOURCE == "demo":
+
+    rule ensemble_demo_checks:
+        input:
+            summary_csv=R("ensemble/summary.csv"),
+            weights=R("ensemble/weights.json"),
+            cluster_scores=R("cluster/demo_scores.json"),
+            costs=R("train/costs.json"),
+        output:
+            report(
+                R("ensemble/demo_checks.json"),
+                caption="../report/ensemble_demo_checks.rst",
+                category="3. Experts",
+                labels={"stage": "ensemble", "item": "demo checks"},
+            ),
+        params:
+            domains=list(config["pool"]["demo"]["domains"]),
+            arm="mode" if config["ensemble"]["weights"] == "code" else "mode_paper",
+        conda:
+            "../../envs/modeflow.yaml"
+        log:
+            R("logs/ensemble/demo_checks.log"),
+        script:
+            "../scripts/ensemble_demo_checks.py"
+
+    FINAL_TARGETS.append(R("ensemble/demo_checks.json"))

@@ -1,0 +1,50 @@
+# Evaluate stage: every model (seed, each expert, dense) on every task — zero-shot classification
+# and image-text retrieval in clip_benchmark's wds layout. Per-task logits are saved so the
+# ensemble never runs a model; per-task metrics are appended to a jsonl as each task finishes
+# (eval/<model>/results.jsonl, not a declared output), so a rerun skips the finished tasks.
+
+
+def eval_tasks():
+    """{task name: task directory}: the demo's held-out tasks, or evaluate.tasks from the config."""
+    tasks = config["evaluate"]["tasks"]
+    if tasks == "demo":
+        if SOURCE != "demo":
+            raise WorkflowError("evaluate.tasks: 'demo' needs pool.source: demo; list task directories instead")
+        names = list(config["pool"]["demo"]["domains"]) + ["mixed", "retrieval"]
+        return {name: R(f"demo/tasks/{name}") for name in names}
+    return {os.path.basename(str(path).rstrip("/")): str(path) for path in tasks}
+
+
+TASKS = eval_tasks()
+TASK_INPUT = [R("demo")] if config["evaluate"]["tasks"] == "demo" else list(TASKS.values())
+
+
+rule evaluate:
+    input:
+        tasks=TASK_INPUT,
+        checkpoint=R("models/{model}.pt"),
+    output:
+        metrics=R("eval/{model}/metrics.json"),
+    wildcard_constraints:
+        model="|".join(MODELS),
+    params:
+        model_name=TRAIN["model"],
+        tasks=TASKS,
+        out_dir=lambda wc: R(f"eval/{wc.model}"),
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["evaluate"]["device"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+        **({"gpu": 1} if config["evaluate"]["gpus"] else {}),
+    conda:
+        "../../envs/modeflow.yaml"
+    log:
+        R("logs/evaluate/{model}.log"),
+    benchmark:
+        R("benchmarks/evaluate/{model}.tsv")
+    script:
+        "../scripts/evaluate_model.py"
+
+
+FINAL_TARGETS.extend(expand(R("eval/{model}/metrics.json"), model=MODELS))

@@ -1,0 +1,23 @@
+"""Snakemake adapter: the experts' report items — summary table (html), ensemble weights heatmap,
+accuracy bars, training curves and each arm's training cost (modeflow.results, modeflow.costs)."""
+import csv
+
+from modeflow.atomic import atomic_path, write_json
+from modeflow.costs import arm_costs, load_metas
+from modeflow.joblog import job_log
+from modeflow.report_tables import summary_html
+from modeflow.results import plot_accuracy_bars, plot_training_curves, plot_weights_heatmap
+
+inp, out = snakemake.input, snakemake.output
+with job_log(snakemake.log[0]) as log:
+    metas = load_metas(inp.train_meta)
+    costs = arm_costs(metas)
+    write_json(out.costs, costs)
+    with open(inp.summary_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with atomic_path(out.table) as tmp:
+        tmp.write_text(summary_html(rows, costs))
+    plot_weights_heatmap(inp.weights, out.weights)
+    plot_accuracy_bars(inp.summary_csv, out.accuracy)
+    plot_training_curves(inp.train_meta, out.curves)
+    log.info("report items written; costs: %s", costs)

@@ -1,0 +1,35 @@
+"""Snakemake adapter: train one model (seed, an expert, or the dense baseline) with open_clip_train
+through modeflow.train.run_training; a rerun resumes from the run directory's checkpoints."""
+import json
+from pathlib import Path
+
+from modeflow.joblog import job_log
+from modeflow.train import run_training, samples_per_epoch
+
+params, model = snakemake.params, snakemake.wildcards.model
+with job_log(snakemake.log[0]) as log:
+    data = Path(snakemake.input.data)
+    tars = sorted(str(p) for p in data.glob("*.tar"))
+    if model == "seed":
+        kept = json.loads((data / "meta.json").read_text())["output_samples"]
+        per_epoch = samples_per_epoch(params.train, kept)
+        init = None
+    else:  # every run keeps the seed's steps per epoch (MoDE's resampled streaming)
+        per_epoch = json.loads(Path(snakemake.input.init_meta).read_text())["samples_per_epoch"]
+        init = snakemake.input.init
+    log.info("training %s on %d shard(s) of %s, %d samples per epoch", model, len(tars), data, per_epoch)
+    meta = run_training(
+        model,
+        params.train,
+        train_tars=tars,
+        init_checkpoint=init,
+        run_dir=params.run_dir,
+        out_checkpoint=snakemake.output.checkpoint,
+        out_meta=snakemake.output.meta,
+        num_experts=params.num_experts,
+        samples_per_epoch=per_epoch,
+        gpus=params.gpus,
+        nodes=params.nodes,
+    )
+    log.info("%s: %d samples seen, %.3g FLOPs, final loss %s, %.1f s", model, meta["samples_seen"],
+             meta["flops"], meta["final_loss"], meta["wall_seconds"])
