@@ -22,7 +22,10 @@ demo: setup
 	$(BIN)/snakemake --report report.html
 	@echo "Results in results/, report in report.html"
 
+# the Slurm test starts a real single-node cluster: Debian's munge/slurmctld/slurmd (installed
+# here when missing, which needs root; a no-op when present)
 test: setup
+	bash tests/ci_system_packages.sh
 	$(BIN)/python -m pytest
 
 bench: setup

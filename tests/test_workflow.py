@@ -70,8 +70,12 @@ def test_dry_run_plans_every_stage(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "all", configfile=config)
     jobs = job_stats(proc.stdout)
     for rule, count in [("demo_pool", 1), ("pool_table", 1), ("download", 3), ("embed", 3), ("download_summary", 1),
-                        ("cluster_fit", 1), ("assign", 3), ("filter_attributes", 3), ("subset", 4),
-                        ("reshard_part", 3), ("reshard_expert", 4), ("reshard_summary", 1)]:
+                        ("cluster_fit", 1), ("assign", 3), ("filter_attributes", 3), ("subset", 6),
+                        ("reshard_part", 3), ("reshard_expert", 4), ("reshard_summary", 1),
+                        # the seed's pooled data (basic_dedup) and the dense model's (basic_dedup_clip)
+                        ("reshard_pooled_part", 6), ("reshard_pooled", 2), ("clip_score", 3),
+                        ("train", 6), ("evaluate", 6), ("ensemble_weights", 1), ("ensemble", 1),
+                        ("results_report", 1), ("ensemble_demo_checks", 1)]:
         assert jobs.get(rule) == count, (rule, jobs)
     assert not (tmp_path / "results").exists()
 
@@ -144,8 +148,10 @@ def test_curation_outputs_speak_datacomp_and_open_clip(finished_run):
 
     workdir, _ = finished_run
     results = workdir / "results"
-    subset = np.load(results / "filter" / "subsets" / "basic_dedup.npy")
+    subset = np.load(results / "filter" / "subsets" / "basic_dedup_clip.npy")  # filter.use
     assert subset.dtype == np.dtype("u8,u8") and len(subset) > 0
+    # the clip_score filter (scored by the seed model) removed something that basic ∩ dedup kept
+    assert len(subset) < len(np.load(results / "filter" / "subsets" / "basic_dedup.npy"))
     assert subset.tolist() == sorted(subset.tolist())
 
     in_cluster = []
@@ -195,3 +201,42 @@ def test_single_expert_target_and_forced_stage(finished_run, tmp_path):
     proc = run_snakemake(workdir, "-n", "-R", "cluster_fit", "--until", "cluster_fit", configfile=config)
     jobs = job_stats(proc.stdout)
     assert jobs == {"cluster_fit": 1, "total": 1}
+
+
+def test_experts_stage_outputs(finished_run):
+    """Checkpoints load with open_clip; every model is evaluated on every task; the ensemble table
+    has every arm, the weights are distributions, the demo checks and report items exist."""
+    import csv
+    import json
+
+    import open_clip
+
+    from modeflow.models import register_model_configs
+
+    results = finished_run[0] / "results"
+    register_model_configs()
+    models = ["seed", "expert_00", "expert_01", "expert_02", "expert_03", "dense"]
+    tasks = ["shapes", "digits", "textures", "arrows", "mixed", "retrieval"]
+    for model in models:
+        meta = json.loads((results / "models" / f"{model}.json").read_text())
+        assert meta["samples_seen"] > 0 and meta["curve"]
+        metrics = json.loads((results / "eval" / model / "metrics.json").read_text())
+        assert sorted(r["dataset"] for r in metrics["tasks"]) == sorted(tasks)
+    open_clip.create_model_and_transforms("modeflow-tiny-vit", pretrained=str(results / "models" / "expert_02.pt"))
+    seed, dense = (json.loads((results / "models" / f"{m}.json").read_text()) for m in ("seed", "dense"))
+    experts = [json.loads((results / "models" / f"expert_{e}.json").read_text()) for e in ("00", "01", "02", "03")]
+    assert dense["samples_seen"] == sum(e["samples_seen"] for e in experts)  # equal compute
+    assert all(e["resume_epoch"] == seed["stop_epoch"] for e in experts)
+
+    with open(results / "ensemble" / "summary.csv", newline="") as fh:
+        rows = {row["arm"]: row for row in csv.DictReader(fh)}
+    for arm in ["mode", "mode_paper", "uniform", "top1", "oracle", "seed", "dense", "expert_00"]:
+        assert any(name.startswith(arm) for name in rows), (arm, list(rows))
+    weights = json.loads((results / "ensemble" / "routing" / "weights.json").read_text())
+    for task in tasks:
+        assert abs(sum(weights[task]["mode"]) - 1) < 1e-6 and abs(sum(weights[task]["mode_paper"]) - 1) < 1e-6
+    checks = json.loads((results / "ensemble" / "demo_checks.json").read_text())
+    assert set(checks["domain_tasks"]) == {"shapes", "digits", "textures", "arrows"}
+    for item in ("summary.html", "weights.png", "accuracy.png"):
+        assert (results / "ensemble" / item).stat().st_size > 0
+    assert (results / "train" / "curves.png").stat().st_size > 0

@@ -22,6 +22,7 @@ from .atomic import atomic_dir, atomic_path, save_npy, write_json
 from .checkpoints import load_clip
 from .errors import ConfigError, InputDataError, ModeflowError
 from .models import register_model_configs
+from .provenance import claim_work_dir, file_stamp
 from .tasks import Task, fill_template, iter_task_samples, load_task
 
 RECALL_KS = (1, 5, 10)
@@ -265,3 +266,9 @@ def read_task_outputs(eval_dir: str | Path, task: Task, model: str) -> dict[str,
             raise ModeflowError(f"model {model!r}: {path} is missing (evaluate it on task {task.name!r} first)")
         out[name] = np.load(path)
     return out
+
+
+def reset_if_stale(work_dir: str | Path, model_name: str, checkpoint: str | Path) -> bool:
+    """Clear an evaluation work directory left by another checkpoint (its results.jsonl would make
+    evaluate_model skip tasks); True if something was cleared."""
+    return claim_work_dir(work_dir, {"model": model_name, "checkpoint": file_stamp(checkpoint)}, keep_old=False)

@@ -31,6 +31,7 @@ from modeflow.atomic import atomic_path, write_json
 from modeflow.checkpoints import check_fits, checkpoint_epoch, latest_good_checkpoint
 from modeflow.errors import ConfigError, ModeflowError
 from modeflow.plan import expert_name
+from modeflow.provenance import claim_work_dir, file_stamp
 
 # DataComp's scales (reference/DATACOMP.md) on MoDE's schedule (27 of 32 epochs for the seed);
 # "samples_seen" is for a whole T-epoch dense run, so samples per epoch = samples_seen / T.
@@ -292,6 +293,9 @@ def run_training(name: str, cfg: Mapping, *, train_tars: Sequence[str | Path] | 
     if not train_data:
         raise ConfigError(f"train: run {name!r} has no training shards")
 
+    # a run dir made from other inputs (another recipe, a retrained seed) is moved aside, not resumed
+    claim_work_dir(run_dir, {"run": run.to_dict(), "train": dict(cfg), "train_data": train_data,
+                             "init": file_stamp(init_checkpoint), "gpus": gpus, "nodes": nodes}, keep_old=True)
     resume: str | None
     done = latest_good_checkpoint(run_dir / "checkpoints")
     if done is not None:

@@ -4,15 +4,20 @@
 # oracle, seed, dense — from the saved logits only). Then the report's tables and figures.
 
 
+def staged_cluster_model(wildcards, input):
+    """The cluster model's files as this job sees them (modeflow.cluster.load_cluster_model)."""
+    return {key: input[key] for key in CLUSTER_MODEL}
+
+
 rule ensemble_weights:
     input:
         tasks=TASK_INPUT,
         **CLUSTER_MODEL,
     output:
-        weights=R("ensemble/weights.json"),
+        directory(R("ensemble/routing")),
     params:
-        tasks=TASKS,
-        cluster_dir=R("cluster"),
+        tasks=staged_tasks,
+        cluster=staged_cluster_model,
         embed=config["embed"],
     threads: 2
     resources:
@@ -29,8 +34,8 @@ rule ensemble_weights:
 
 rule ensemble:
     input:
-        metrics=expand(R("eval/{model}/metrics.json"), model=MODELS),
-        weights=R("ensemble/weights.json"),
+        evals=expand(R("eval/{model}"), model=MODELS),
+        routing=R("ensemble/routing"),
         tasks=TASK_INPUT,
         **CLUSTER_MODEL,
     output:
@@ -38,9 +43,9 @@ rule ensemble:
         summary_md=R("ensemble/summary.md"),
         arms=R("ensemble/arms.jsonl"),
     params:
-        eval_dirs={model: R(f"eval/{model}") for model in MODELS},
-        tasks=TASKS,
-        cluster_dir=R("cluster"),
+        eval_dirs=lambda wc, input: dict(zip(MODELS, input.evals)),
+        tasks=staged_tasks,
+        cluster=staged_cluster_model,
     threads: 1
     resources:
         mem_mb=4000,
@@ -57,7 +62,7 @@ rule ensemble:
 rule results_report:
     input:
         summary_csv=R("ensemble/summary.csv"),
-        weights=R("ensemble/weights.json"),
+        routing=R("ensemble/routing"),
         train_meta=expand(R("models/{model}.json"), model=MODELS),
     output:
         table=report(
@@ -101,7 +106,7 @@ if SOURCE == "demo":
     rule ensemble_demo_checks:
         input:
             summary_csv=R("ensemble/summary.csv"),
-            weights=R("ensemble/weights.json"),
+            routing=R("ensemble/routing"),
             cluster_scores=R("cluster/demo_scores.json"),
             costs=R("train/costs.json"),
         output:

@@ -1,7 +1,8 @@
 # Evaluate stage: every model (seed, each expert, dense) on every task — zero-shot classification
 # and image-text retrieval in clip_benchmark's wds layout. Per-task logits are saved so the
-# ensemble never runs a model; per-task metrics are appended to a jsonl as each task finishes
-# (eval/<model>/results.jsonl, not a declared output), so a rerun skips the finished tasks.
+# ensemble never runs a model. A job works in eval_work/<model>/ (not a declared output, so it
+# survives a failure), appending each finished task to its results.jsonl: a rerun skips those
+# tasks. Its declared output eval/<model>/ is a copy made at the end (what remote storage uploads).
 
 
 def eval_tasks():
@@ -19,18 +20,25 @@ TASKS = eval_tasks()
 TASK_INPUT = [R("demo")] if config["evaluate"]["tasks"] == "demo" else list(TASKS.values())
 
 
+def staged_tasks(wildcards, input):
+    """{task: directory} as this job sees them (under remote storage, inputs are local copies)."""
+    if config["evaluate"]["tasks"] == "demo":
+        return {name: os.path.join(input.tasks[0], "tasks", name) for name in TASKS}
+    return dict(zip(TASKS, input.tasks))
+
+
 rule evaluate:
     input:
         tasks=TASK_INPUT,
         checkpoint=R("models/{model}.pt"),
     output:
-        metrics=R("eval/{model}/metrics.json"),
+        directory(R("eval/{model}")),
     wildcard_constraints:
         model="|".join(MODELS),
     params:
         model_name=TRAIN["model"],
-        tasks=TASKS,
-        out_dir=lambda wc: R(f"eval/{wc.model}"),
+        tasks=staged_tasks,
+        work_dir=lambda wc: R(f"eval_work/{wc.model}"),
         batch_size=config["evaluate"]["batch_size"],
         device=config["evaluate"]["device"],
     threads: 2
@@ -47,4 +55,4 @@ rule evaluate:
         "../scripts/evaluate_model.py"
 
 
-FINAL_TARGETS.extend(expand(R("eval/{model}/metrics.json"), model=MODELS))
+FINAL_TARGETS.extend(expand(R("eval/{model}"), model=MODELS))

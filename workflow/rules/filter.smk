@@ -61,6 +61,7 @@ rule clip_score:
     threads: 2
     resources:
         mem_mb=4000,
+        **({"gpu": 1} if config["evaluate"]["gpus"] else {}),
     group:
         "clip_score"
     conda:

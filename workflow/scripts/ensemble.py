@@ -9,7 +9,7 @@ params = snakemake.params
 with job_log(snakemake.log[0]) as log:
     # experts by their cluster name ("00", ...), the other models (seed, dense) as extra rows
     eval_dirs = {model.removeprefix("expert_"): path for model, path in params.eval_dirs.items()}
-    rows = run_ensemble(eval_dirs, list(params.tasks.values()), params.cluster_dir,
-                        Path(snakemake.input.weights).parent, Path(snakemake.output.summary_csv).parent)
+    rows = run_ensemble(eval_dirs, list(params.tasks.values()), params.cluster, snakemake.input.routing,
+                        Path(snakemake.output.summary_csv).parent)
     log.info("ensemble: %d arm x task rows; summary in %s", len(rows), snakemake.output.summary_md)
     log.info("\n%s", Path(snakemake.output.summary_md).read_text())

@@ -1,13 +1,24 @@
-"""Snakemake adapter: evaluate one model on every task (modeflow.evaluate); per-task logits and a
-jsonl that a rerun resumes from live in eval/<model>/, metrics.json marks the model done."""
-from modeflow.atomic import write_json
-from modeflow.evaluate import evaluate_model
+"""Snakemake adapter: evaluate one model on every task (modeflow.evaluate). The work happens in
+params.work_dir (resumable: finished tasks are in its results.jsonl); the declared output directory
+is a copy of it, with metrics.json, made when every task is done."""
+import shutil
+from pathlib import Path
+
+from modeflow.atomic import atomic_dir, write_json
+from modeflow.evaluate import evaluate_model, reset_if_stale
 from modeflow.joblog import job_log
 
 params, model = snakemake.params, snakemake.wildcards.model
 with job_log(snakemake.log[0]) as log:
-    rows = evaluate_model(params.model_name, snakemake.input.checkpoint, list(params.tasks.values()),
-                          params.out_dir, device=params.device, batch_size=params.batch_size, label=model)
+    work = Path(params.work_dir)
+    if reset_if_stale(work, params.model_name, snakemake.input.checkpoint):
+        log.info("%s: cleared %s (results of another checkpoint)", model, work)
+    rows = evaluate_model(params.model_name, snakemake.input.checkpoint, list(params.tasks.values()), work,
+                          device=params.device, batch_size=params.batch_size, label=model)
     for row in rows:
         log.info("%s on %s (%s): %.4f", model, row["dataset"], row["kind"], row["headline"])
-    write_json(snakemake.output.metrics, {"model": model, "checkpoint": snakemake.input.checkpoint, "tasks": rows})
+    with atomic_dir(snakemake.output[0]) as tmp:
+        for name in params.tasks:
+            shutil.copytree(work / name, tmp / name)
+        shutil.copyfile(work / "results.jsonl", tmp / "results.jsonl")
+        write_json(tmp / "metrics.json", {"model": model, "checkpoint": snakemake.input.checkpoint, "tasks": rows})

@@ -1,9 +1,11 @@
 """Snakemake adapter: the experts' report items — summary table (html), ensemble weights heatmap,
 accuracy bars, training curves and each arm's training cost (modeflow.results, modeflow.costs)."""
 import csv
+import os
 
 from modeflow.atomic import atomic_path, write_json
 from modeflow.costs import arm_costs, load_metas
+from modeflow.ensemble import WEIGHTS_JSON
 from modeflow.joblog import job_log
 from modeflow.report_tables import summary_html
 from modeflow.results import plot_accuracy_bars, plot_training_curves, plot_weights_heatmap
@@ -17,7 +19,7 @@ with job_log(snakemake.log[0]) as log:
         rows = list(csv.DictReader(fh))
     with atomic_path(out.table) as tmp:
         tmp.write_text(summary_html(rows, costs))
-    plot_weights_heatmap(inp.weights, out.weights)
+    plot_weights_heatmap(os.path.join(inp.routing, WEIGHTS_JSON), out.weights)
     plot_accuracy_bars(inp.summary_csv, out.accuracy)
     plot_training_curves(inp.train_meta, out.curves)
     log.info("report items written; costs: %s", costs)
