@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeflow.checkpoints import (CheckpointMismatchError, CorruptCheckpointError, check_fits,
+from modeflow.checkpoints import (read_checkpoint, CheckpointMismatchError, CorruptCheckpointError, check_fits,
                                   checkpoint_epoch, latest_good_checkpoint, load_clip)
 from modeflow.errors import ConfigError, InputDataError
 from modeflow.train import (TrainingFailedError, build_argv, first_slurm_host, launcher_argv,
@@ -351,3 +351,35 @@ def test_checkpoint_of_another_architecture_is_refused(seed_run, shards, tmp_pat
                      sink=io.StringIO())
     assert not (tmp_path / "runs" / "expert_00" / "out.log").exists()  # never launched
     check_fits(MODEL, seed_run["checkpoint"])  # the right one passes
+
+
+def test_a_run_dir_from_other_inputs_is_moved_aside_not_resumed(seed_run, shards, tmp_path):
+    """Rerunning with another recipe (here: another architecture, in a run dir without a
+    fingerprint, as older versions left them) must train anew, never republish stale checkpoints."""
+    run_dir = tmp_path / "runs" / "seed"
+    shutil.copytree(seed_run["run_dir"] / "checkpoints", run_dir / "checkpoints")  # no fingerprint.json
+    cfg = tiny_cfg(model="modeflow-tiny-resnet", schedule_epochs=2, seed_epochs=1)
+    run_training("seed", cfg, train_tars=shards, init_checkpoint=None, run_dir=run_dir,
+                 out_checkpoint=tmp_path / "seed.pt", out_meta=tmp_path / "seed.json", num_experts=2,
+                 samples_per_epoch=64, sink=io.StringIO())
+    load_clip("modeflow-tiny-resnet", tmp_path / "seed.pt")  # trained anew for the new model
+    aside = tmp_path / "runs" / "seed.superseded-other-model" / "checkpoints" / "epoch_2.pt"
+    assert aside.read_bytes() == (seed_run["run_dir"] / "checkpoints" / "epoch_2.pt").read_bytes()
+    # the same recipe again resumes (its fingerprint matches): nothing is retrained
+    sink = io.StringIO()
+    run_training("seed", cfg, train_tars=shards, init_checkpoint=None, run_dir=run_dir,
+                 out_checkpoint=tmp_path / "again.pt", out_meta=tmp_path / "again.json",
+                 num_experts=2, samples_per_epoch=64, sink=sink)
+    assert "Start epoch" not in sink.getvalue()
+    assert (tmp_path / "again.pt").read_bytes() == (tmp_path / "seed.pt").read_bytes()
+
+
+def test_training_is_deterministic_for_a_fixed_seed(seed_run, shards, tmp_path):
+    """webdataset seeds its sample shuffle from the pid and the clock; train_entry seeds it from
+    torch's per-worker seed, so a second run of the same recipe gives the same weights."""
+    run_training("seed", seed_run["cfg"], train_tars=shards, init_checkpoint=None, run_dir=tmp_path / "seed",
+                 out_checkpoint=tmp_path / "seed.pt", out_meta=tmp_path / "seed.json", num_experts=2,
+                 samples_per_epoch=64, sink=io.StringIO())
+    first = read_checkpoint(seed_run["checkpoint"])["state_dict"]
+    again = read_checkpoint(tmp_path / "seed.pt")["state_dict"]
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)

@@ -32,6 +32,20 @@ def fingerprint(inputs) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def retire_work_dir(work_dir: str | os.PathLike, tag: str, *, keep_old: bool, why: str) -> None:
+    """Move `work_dir` aside to `<work_dir>.superseded-<tag>` (keep_old) or delete it."""
+    work_dir = Path(work_dir)
+    if keep_old:
+        moved = work_dir.with_name(f"{work_dir.name}.superseded-{tag}")
+        if moved.exists():
+            shutil.rmtree(moved)
+        work_dir.rename(moved)
+        log.warning("%s %s; moved aside to %s", work_dir, why, moved)
+    else:
+        shutil.rmtree(work_dir)
+        log.info("%s %s; cleared", work_dir, why)
+
+
 def claim_work_dir(work_dir: str | os.PathLike, inputs, *, keep_old: bool) -> bool:
     """Make `work_dir` belong to `inputs`. If it was made from other inputs it is moved aside to
     `<work_dir>.superseded-<old fingerprint>` (keep_old: e.g. checkpoints worth days) or deleted
@@ -45,16 +59,8 @@ def claim_work_dir(work_dir: str | os.PathLike, inputs, *, keep_old: bool) -> bo
         old = json.loads(marker.read_text())["fingerprint"]
         if old == new:
             return False
+        retire_work_dir(work_dir, old[:12], keep_old=keep_old, why="was made from other inputs")
         retired = True
-        if keep_old:
-            moved = work_dir.with_name(f"{work_dir.name}.superseded-{old[:12]}")
-            if moved.exists():
-                shutil.rmtree(moved)
-            work_dir.rename(moved)
-            log.warning("%s was made from other inputs; moved aside to %s", work_dir, moved)
-        else:
-            shutil.rmtree(work_dir)
-            log.info("%s was made from other inputs; cleared", work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"fingerprint": new, "inputs": inputs})
     return retired

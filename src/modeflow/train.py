@@ -31,7 +31,7 @@ from modeflow.atomic import atomic_path, write_json
 from modeflow.checkpoints import check_fits, checkpoint_epoch, latest_good_checkpoint
 from modeflow.errors import ConfigError, ModeflowError
 from modeflow.plan import expert_name
-from modeflow.provenance import claim_work_dir, file_stamp
+from modeflow.provenance import claim_work_dir, file_stamp, retire_work_dir
 
 # DataComp's scales (reference/DATACOMP.md) on MoDE's schedule (27 of 32 epochs for the seed);
 # "samples_seen" is for a whole T-epoch dense run, so samples per epoch = samples_seen / T.
@@ -270,6 +270,16 @@ def _stream(cmd: list[str], env: Mapping[str, str], sink) -> tuple[int, list[str
     return proc.returncode, tail
 
 
+def _fits(model_name: str, checkpoint: Path) -> bool:
+    from modeflow.checkpoints import CheckpointMismatchError
+
+    try:
+        check_fits(model_name, checkpoint)
+    except CheckpointMismatchError:
+        return False
+    return True
+
+
 def run_training(name: str, cfg: Mapping, *, train_tars: Sequence[str | Path] | str,
                  init_checkpoint: str | Path | None, run_dir: str | Path,
                  out_checkpoint: str | Path, out_meta: str | Path, num_experts: int,
@@ -294,10 +304,16 @@ def run_training(name: str, cfg: Mapping, *, train_tars: Sequence[str | Path] | 
         raise ConfigError(f"train: run {name!r} has no training shards")
 
     # a run dir made from other inputs (another recipe, a retrained seed) is moved aside, not resumed
-    claim_work_dir(run_dir, {"run": run.to_dict(), "train": dict(cfg), "train_data": train_data,
-                             "init": file_stamp(init_checkpoint), "gpus": gpus, "nodes": nodes}, keep_old=True)
+    fingerprint_inputs = {"run": run.to_dict(), "train": dict(cfg), "train_data": train_data,
+                          "init": file_stamp(init_checkpoint), "gpus": gpus, "nodes": nodes}
+    claim_work_dir(run_dir, fingerprint_inputs, keep_old=True)
     resume: str | None
     done = latest_good_checkpoint(run_dir / "checkpoints")
+    if done is not None and not _fits(run.model, done):
+        # e.g. a run dir from before fingerprints, adopted, but of another architecture
+        retire_work_dir(run_dir, "other-model", keep_old=True, why=f"holds checkpoints that do not fit {run.model}")
+        claim_work_dir(run_dir, fingerprint_inputs, keep_old=True)
+        done = None
     if done is not None:
         resume = "latest"  # open_clip_train's own mechanism; corrupt files were moved aside
     else:

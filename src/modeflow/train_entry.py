@@ -4,8 +4,10 @@
     torchrun --standalone --nproc-per-node G -m modeflow.train_entry ...
 
 open_clip_train stays the training loop; this module only (1) registers modeflow's model configs,
-(2) swaps the cosine schedule for one that knows where in a longer schedule the run sits, and
-(3) stops the run with a clear message when the loss stops being finite.
+(2) swaps the cosine schedule for one that knows where in a longer schedule the run sits,
+(3) stops the run with a clear message when the loss stops being finite, and (4) seeds the
+sample shuffle buffer, which webdataset otherwise seeds from the pid and the clock, so a run is
+deterministic for a fixed seed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +152,41 @@ def _quiet_torch_loggers() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+class WorkerSeededRandom(random.Random):
+    """An rng for webdataset's sample shuffle, seeded on first use inside the data-loader worker
+    from torch's per-worker seed (drawn from the seeded main RNG for every epoch): the same order
+    on every run with the same seed, another order each epoch."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self._seeded = False
+
+    def _ensure_seeded(self) -> None:
+        if not self._seeded:
+            from open_clip_train.data import pytorch_worker_seed
+
+            self._seeded = True
+            self.seed(pytorch_worker_seed())
+
+    def random(self) -> float:
+        self._ensure_seeded()
+        return super().random()
+
+    def getrandbits(self, k: int) -> int:
+        self._ensure_seeded()
+        return super().getrandbits(k)
+
+
+def seed_sample_shuffle(data_module) -> None:
+    """Give the `wds.shuffle` stage open_clip_train's data module builds a WorkerSeededRandom."""
+    unseeded = data_module.wds.shuffle
+
+    def seeded_shuffle(bufsize=1000, initial=100, rng=None, **kwargs):
+        return unseeded(bufsize, initial, rng=rng or WorkerSeededRandom(), **kwargs)
+
+    data_module.wds.shuffle = seeded_shuffle
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     schedule, open_clip_argv = split_argv(argv)
@@ -164,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     oc_main.cosine_lr = schedule_factory(schedule, progress)
     create_loss = oc_main.create_loss
     oc_main.create_loss = lambda args: guard_loss(create_loss(args), progress)
+    import open_clip_train.data as oc_data
+
+    seed_sample_shuffle(oc_data)
     try:
         status = oc_main.main(open_clip_argv)
     except NonFiniteLossError as exc:

@@ -35,8 +35,13 @@ TRAIN_GPUS = config["train"]["gpus"]
 def train_resources(gpus):
     """Resources of a training job: GPUs only when asked for (CPU runs declare none)."""
     res = {"mem_mb": config["train"]["mem_mb"], "runtime": config["train"]["runtime"]}
+    nodes = config["train"]["nodes"]
     if gpus:
-        res.update(gpu=gpus * config["train"]["nodes"], gpus_per_node=gpus, nodes=config["train"]["nodes"])
+        res.update(gpu=gpus * nodes, nodes=nodes)
+    if nodes > 1:
+        # the slurm executor then runs the job's command in the batch script itself (no srun job
+        # step around it), so the launcher's own `srun` can start one torchrun per node
+        res.update(mpi="srun", tasks=nodes)
     return res
 
 
