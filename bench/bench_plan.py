@@ -30,10 +30,14 @@ def make_fixture(root: Path, num_shards: int, num_experts: int) -> Path:
     shards.mkdir()
     for i in range(num_shards):
         (shards / f"{i:05d}.tar").touch()
+    tasks = [root / "tasks" / name for name in ("imagenet", "flickr30k")]  # planning only reads paths
+    for task in tasks:
+        task.mkdir(parents=True)
     config = {
         "results_dir": str(root / "results"),
         "pool": {"source": "shards", "shards": {"path": str(shards)}},
         "cluster": {"num_experts": num_experts, "num_fine": 1024},
+        "evaluate": {"tasks": [str(t) for t in tasks]},
     }
     path = root / "plan.yaml"
     path.write_text(yaml.safe_dump(config))
