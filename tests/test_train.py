@@ -32,7 +32,7 @@ SHAPES = ["circle", "square", "stripe", "dot"]
 
 
 def tiny_cfg(**overrides) -> dict:
-    return resolve_train_config({"batch_size": 32, "schedule_epochs": 3, "seed_epochs": 2,
+    return resolve_train_config({"model": MODEL, "batch_size": 32, "schedule_epochs": 3, "seed_epochs": 2,
                                  "samples_per_epoch": 64, "warmup": 2, "workers": 0,
                                  "log_every_n_steps": 1, **overrides})
 

@@ -222,7 +222,8 @@ def test_experts_stage_outputs(finished_run):
         assert meta["samples_seen"] > 0 and meta["curve"]
         metrics = json.loads((results / "eval" / model / "metrics.json").read_text())
         assert sorted(r["dataset"] for r in metrics["tasks"]) == sorted(tasks)
-    open_clip.create_model_and_transforms("modeflow-tiny-vit", pretrained=str(results / "models" / "expert_02.pt"))
+    model_name = json.loads((results / "models" / "expert_02.json").read_text())["model"]
+    open_clip.create_model_and_transforms(model_name, pretrained=str(results / "models" / "expert_02.pt"))
     seed, dense = (json.loads((results / "models" / f"{m}.json").read_text()) for m in ("seed", "dense"))
     experts = [json.loads((results / "models" / f"expert_{e}.json").read_text()) for e in ("00", "01", "02", "03")]
     assert dense["samples_seen"] == sum(e["samples_seen"] for e in experts)  # equal compute
