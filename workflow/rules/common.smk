@@ -98,3 +98,60 @@ def final_outputs():
     if SOURCE != "shards":
         outputs.append(R("download/summary.json"))
     return outputs + FINAL_TARGETS
+
+
+# --- input functions of the experts stages (called lazily, after every rules file is read) ---
+
+
+def clip_scorer(name):
+    """(open_clip model name, checkpoint path) that scores clip_score subset `name`."""
+    spec = SUBSETS[name]
+    scorer = spec.get("checkpoint", SEED_SCORER)  # ("checkpoint" is a Snakemake keyword at line start)
+    if scorer == SEED_SCORER:
+        return TRAIN["model"], R("models/seed.pt")
+    return spec.get("model") or TRAIN["model"], scorer
+
+
+def train_resources(gpus):
+    """Resources of a training job: GPUs only when asked for (CPU runs declare none)."""
+    res = {"mem_mb": config["train"]["mem_mb"], "runtime": config["train"]["runtime"]}
+    nodes = config["train"]["nodes"]
+    if gpus:
+        res.update(gpu=gpus * nodes, nodes=nodes)
+    if nodes > 1:
+        # the slurm executor then runs the job's command in the batch script itself (no srun job
+        # step around it), so the launcher's own `srun` can start one torchrun per node
+        res.update(mpi="srun", tasks=nodes)
+    return res
+
+
+def train_inputs(wildcards):
+    """Data (and the seed checkpoint to resume from) of a model."""
+    model = wildcards.model
+    if model == "seed":
+        return {"data": R(f"pooled/{SEED_SUBSET}")}
+    data = R(f"pooled/{FILTER_USE}") if model == "dense" else R(f"experts/{model.removeprefix('expert_')}")
+    return {"data": data, "init": R("models/seed.pt"), "init_meta": R("models/seed.json")}
+
+
+def eval_tasks():
+    """{task name: task directory}: the demo's held-out tasks, or evaluate.tasks from the config."""
+    tasks = config["evaluate"]["tasks"]
+    if tasks == "demo":
+        if SOURCE != "demo":
+            raise WorkflowError("evaluate.tasks: 'demo' needs pool.source: demo; list task directories instead")
+        names = list(config["pool"]["demo"]["domains"]) + ["mixed", "retrieval"]
+        return {name: R(f"demo/tasks/{name}") for name in names}
+    return {os.path.basename(str(path).rstrip("/")): str(path) for path in tasks}
+
+
+def staged_tasks(wildcards, input):
+    """{task: directory} as this job sees them (under remote storage, inputs are local copies)."""
+    if config["evaluate"]["tasks"] == "demo":
+        return {name: os.path.join(input.tasks[0], "tasks", name) for name in TASKS}
+    return dict(zip(TASKS, input.tasks))
+
+
+def staged_cluster_model(wildcards, input):
+    """The cluster model's files as this job sees them (modeflow.cluster.load_cluster_model)."""
+    return {key: input[key] for key in CLUSTER_MODEL}

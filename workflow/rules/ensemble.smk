@@ -4,11 +4,6 @@
 # oracle, seed, dense — from the saved logits only). Then the report's tables and figures.
 
 
-def staged_cluster_model(wildcards, input):
-    """The cluster model's files as this job sees them (modeflow.cluster.load_cluster_model)."""
-    return {key: input[key] for key in CLUSTER_MODEL}
-
-
 rule ensemble_weights:
     input:
         tasks=TASK_INPUT,

@@ -5,26 +5,8 @@
 # tasks. Its declared output eval/<model>/ is a copy made at the end (what remote storage uploads).
 
 
-def eval_tasks():
-    """{task name: task directory}: the demo's held-out tasks, or evaluate.tasks from the config."""
-    tasks = config["evaluate"]["tasks"]
-    if tasks == "demo":
-        if SOURCE != "demo":
-            raise WorkflowError("evaluate.tasks: 'demo' needs pool.source: demo; list task directories instead")
-        names = list(config["pool"]["demo"]["domains"]) + ["mixed", "retrieval"]
-        return {name: R(f"demo/tasks/{name}") for name in names}
-    return {os.path.basename(str(path).rstrip("/")): str(path) for path in tasks}
-
-
 TASKS = eval_tasks()
 TASK_INPUT = [R("demo")] if config["evaluate"]["tasks"] == "demo" else list(TASKS.values())
-
-
-def staged_tasks(wildcards, input):
-    """{task: directory} as this job sees them (under remote storage, inputs are local copies)."""
-    if config["evaluate"]["tasks"] == "demo":
-        return {name: os.path.join(input.tasks[0], "tasks", name) for name in TASKS}
-    return dict(zip(TASKS, input.tasks))
 
 
 rule evaluate:

@@ -35,15 +35,6 @@ rule filter_attributes:
         "../scripts/filter_attributes.py"
 
 
-def clip_scorer(name):
-    """(open_clip model name, checkpoint path) that scores clip_score subset `name`."""
-    spec = SUBSETS[name]
-    scorer = spec.get("checkpoint", SEED_SCORER)  # ("checkpoint" is a Snakemake keyword at line start)
-    if scorer == SEED_SCORER:
-        return TRAIN["model"], R("models/seed.pt")
-    return spec.get("model") or TRAIN["model"], scorer
-
-
 rule clip_score:
     input:
         chunk_input,

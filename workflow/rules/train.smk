@@ -32,28 +32,6 @@ MODELS = ["seed"] + EXPERT_MODELS + (["dense"] if TRAIN["dense"] else [])
 TRAIN_GPUS = config["train"]["gpus"]
 
 
-def train_resources(gpus):
-    """Resources of a training job: GPUs only when asked for (CPU runs declare none)."""
-    res = {"mem_mb": config["train"]["mem_mb"], "runtime": config["train"]["runtime"]}
-    nodes = config["train"]["nodes"]
-    if gpus:
-        res.update(gpu=gpus * nodes, nodes=nodes)
-    if nodes > 1:
-        # the slurm executor then runs the job's command in the batch script itself (no srun job
-        # step around it), so the launcher's own `srun` can start one torchrun per node
-        res.update(mpi="srun", tasks=nodes)
-    return res
-
-
-def train_inputs(wildcards):
-    """Data (and the seed checkpoint to resume from) of a model."""
-    model = wildcards.model
-    if model == "seed":
-        return {"data": R(f"pooled/{SEED_SUBSET}")}
-    data = R(f"pooled/{FILTER_USE}") if model == "dense" else R(f"experts/{model.removeprefix('expert_')}")
-    return {"data": data, "init": R("models/seed.pt"), "init_meta": R("models/seed.json")}
-
-
 rule train:
     input:
         unpack(train_inputs),
