@@ -47,6 +47,18 @@ def test_existing_shards_dir_without_tars(tmp_path):
         plan_shards(cfg)
 
 
+def test_local_shard_listing_matches_fsspec(tmp_path):
+    """A local directory is listed with scandir (fast planning); it must agree with the fsspec
+    listing a file:// url gets, other files ignored."""
+    for name in ("00001.tar", "00000.tar", ".hidden.tar", "00000.parquet", "00000_stats.json"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.tar").mkdir()  # a directory named like a shard: listed by both, as before
+    local = validate_config({"pool": {"source": "shards", "shards": {"path": str(tmp_path)}}})
+    url = validate_config({"pool": {"source": "shards", "shards": {"path": f"file://{tmp_path}"}}})
+    assert plan_shards(local).shards == plan_shards(url).shards
+    assert "00000" in plan_shards(local).shards and "00000_stats" not in plan_shards(local).shards
+
+
 def test_missing_url_list_is_named(tmp_path):
     cfg = validate_config({"pool": {"source": "url_list", "url_list": {"path": str(tmp_path / "nope.parquet")}}})
     with pytest.raises(InputDataError, match="nope.parquet"):

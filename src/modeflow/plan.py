@@ -13,6 +13,7 @@ become 10,000 jobs per stage; `jobs.shards_per_job: auto` keeps every stage unde
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -77,15 +78,28 @@ def table_format(path: str, fmt: str = "auto") -> str:
 
 
 def existing_shards(directory: str) -> tuple[str, ...]:
+    """Sorted names (without .tar) of the shards in `directory`: a local path or an fsspec URL."""
+    names = sorted(Path(name).stem for name in _tar_names(directory))
+    if not names:
+        raise InputDataError(f"no .tar shards in {directory} (pool.shards.path)")
+    return tuple(names)
+
+
+def _tar_names(directory: str) -> list[str]:
+    """Entry names ending in .tar. A local directory is read with one scandir and no stat per
+    entry: every job re-plans when it parses the Snakefile, and fsspec's glob stats each of
+    10,000 shards (~0.3 s)."""
+    if "://" not in directory:
+        if not os.path.isdir(directory):
+            raise InputDataError(f"pool.shards.path is not a directory: {directory}")
+        with os.scandir(directory) as entries:
+            return [entry.name for entry in entries if entry.name.endswith(".tar")]
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(directory)
     if not fs.isdir(root):
         raise InputDataError(f"pool.shards.path is not a directory: {directory}")
-    names = sorted(Path(p).stem for p in fs.glob(f"{root.rstrip('/')}/*.tar"))
-    if not names:
-        raise InputDataError(f"no .tar shards in {directory} (pool.shards.path)")
-    return tuple(names)
+    return [Path(path).name for path in fs.glob(f"{root.rstrip('/')}/*.tar")]
 
 
 def chunk_size(num_shards: int, jobs_cfg: dict) -> int:

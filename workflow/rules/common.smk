@@ -74,6 +74,31 @@ def chunk_tars(wildcards, input):
     return chunk_files(wildcards, input)
 
 
+def uses_remote_storage() -> bool:
+    """Whether jobs get their inputs staged from a storage provider (--default-storage-provider)."""
+    settings = getattr(workflow, "storage_settings", None)
+    return bool(settings and settings.default_storage_provider)
+
+
+def all_shard_inputs() -> list:
+    """Every pool shard, as inputs of the jobs that copy from all of them (reshard phase 2): the
+    download directories, or the user's existing tars.
+
+    Existing tars are listed one by one only under remote storage, where only inputs are staged
+    into a job. On a shared filesystem the job reads them in place from their directory (the
+    script globs a directory entry's *.tar), marked ancient as its mtime says nothing about the
+    tars' contents: each tar stays an input of its chunk's reshard_part / reshard_pooled_part,
+    whose index this job reads, so a changed or missing tar still reruns or stops it. (10,000 tars
+    on each of 17 jobs were about half of `snakemake -n`'s time: Snakemake resolves, stats, sizes
+    and prints every input of every job.)
+    """
+    if SOURCE != "shards":
+        return expand(R("shards/{chunk}"), chunk=CHUNKS)
+    if uses_remote_storage():
+        return [shard_file(shard) for shard in PLAN.shards]
+    return [ancient(config["pool"]["shards"]["path"].rstrip("/"))]
+
+
 def pool_source_input(wildcards):
     """The file the pool table is built from, so a changed url list reruns the pool step."""
     if SOURCE == "demo":

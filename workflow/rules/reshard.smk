@@ -4,8 +4,8 @@
 
 EXPERTS = [expert_name(i) for i in range(config["cluster"]["num_experts"])]
 RESHARD_SUBSET = R(f"filter/subsets/{config['filter']['use']}.npy")
-# every chunk's shards (download directories or the user's tars): what phase 2 copies from
-ALL_SHARD_INPUTS = [shard_file(s) for s in PLAN.shards] if SOURCE == "shards" else expand(R("shards/{chunk}"), chunk=CHUNKS)
+# every chunk's shards (download directories, the user's tars or their directory): what phase 2 copies from
+ALL_SHARD_INPUTS = all_shard_inputs()
 
 
 wildcard_constraints:
