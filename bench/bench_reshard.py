@@ -3,60 +3,122 @@ plainly copying the same input tars, measured in the same run (best of --rounds,
 
 Baseline, as the issue words it ("`cp`/`cat` of the bytes"): one `cp tar1 ... tarN dest/`
 subprocess and one `cat tar1 ... tarN > out` subprocess per round, each into a fresh target (GNU
-coreutils 9 does both with copy_file_range, i.e. an in-kernel copy, no user-space buffer). The
-gate uses whichever of the two is faster. Both sides run on one core, one job after another:
-the reshard runs its phase-1 chunk jobs and phase-2 expert jobs sequentially in this process
-(the pipeline runs them as parallel Snakemake jobs, but then the copy would get the same cores,
-and this machine's cores are shared, so parallel timings would mostly measure the neighbours).
-Inputs are in the page cache for both (the pool was just written), so this compares CPU and
-memory cost, not disk speed.
+coreutils 9 does both with copy_file_range, i.e. an in-kernel copy, no user-space buffer); the
+ratios use whichever is faster. For information, also `cp xN`: N cp processes side by side over
+disjoint shares of the tars, as parallel as the reshard's N workers.
+
+The reshard stage runs in four arms, every round, outputs checked byte-identical across them:
+- 1 worker: the chunk jobs, then the expert jobs, one after another in this process;
+- N workers (--workers, default the CPUs this process may use), as the pipeline runs the stage:
+  the phase-1 chunk jobs side by side, then (after all of them, as the DAG orders it) the phase-2
+  expert jobs side by side, in a pool of N forked workers started for the stage (start-up timed).
+  The gate (exit 1 below 0.5) is this arm's ratio;
+- N workers, a fresh interpreter per job (imports modeflow, as Snakemake starts one per job;
+  Snakemake's own per-job overhead not included): shows what per-job start-up costs;
+- 1 worker with the previous phase-2 copy path (a whole shard gathered, then written).
+Inputs are in the page cache (the pool was just written; --cold drops it), so this compares CPU
+and memory cost, not disk speed.
 
 Synthetic pool: img2dataset-style tars written with webdataset's TarWriter (pax header per
 member, as img2dataset writes), one random-byte "jpg" (JPEG does not compress), a caption and a
 json per sample. Payload size (--jpg-kb LO HI, uniform): the default 16-48 KiB is a DataComp-style
 web image stored at 256-512 px (~15-60 KB), the workload the reshard exists for; the demo pool's
-images are ~1-3 KB (`--jpg-kb 1 3`), where per-sample costs weigh more. Exits 1 if reshard runs
-at less than half the copy's samples/s.
+images are ~1-3 KB (`--jpg-kb 1 3`), where per-sample costs weigh more.
 
-It does NOT reach that threshold at either size (2 shared cores, ext4, page cache warm; best of
-3-5 interleaved rounds): 16-48 KiB: ratio ~0.27 (cp 0.26 s, reshard ~1.0 s, phase 1 ~0.3 s);
-1-3 KiB: ratio ~0.11-0.12 (cp 0.06 s, reshard ~0.51 s, phase 1 ~0.22 s). Why 0.5 is out of reach
-for this design: cp moves each byte once, inside the kernel (copy_file_range); the reshard must
-(1) touch every page of every tar to find the member headers (phase 1; a header walk per member
-in Python is slower still), and (2) move each kept byte twice, tar -> user buffer -> output
-(phase 2; the headers are renamed in between). copy_file_range per sample (then patching headers
-through a map of the output) measured no faster at 16-48 KiB and ~2.5x slower at 1-3 KiB than
-preadv + one write per shard. So (2) costs ~2x cp on its own and (1) adds ~1x.
-Mapping the input tars and writing each shard with writev straight from the map (one copy per
-byte) was byte-identical but no faster either: faulting in and unmapping the pages costs about as
-much as the copy it saves. A walk over the header chain with pread ties with the mmap scan.
+Figures (20k samples, 10 tars, 4 experts, --rounds 3, best of; 2 vCPUs shared with a demo run
+and other benchmarks, load average 4-5 during both runs, so every arm is slowed and 2 workers
+find no idle core: the parallel figures here are a floor, not what 2 free cores give):
+  16-48 KiB (737 MiB): cp 0.47 s, cat 0.51 s, cp x2 0.42 s; reshard 1 worker 1.36 s (phase 1
+  0.56 s), 2 workers 1.17 s, fresh process per job 10.5 s, previous copy path 2.76 s.
+  Ratios: 1 worker 0.34, 2 workers 0.40 (gate: fails), fresh per job 0.04; vs cp x2 0.36.
+  1-3 KiB (151 MiB): cp 0.077 s, cat 0.13 s, cp x2 0.083 s; reshard 1 worker 0.68 s (phase 1
+  0.24 s), 2 workers 1.09 s, fresh per job 10.3 s, previous copy path 0.96 s.
+  Ratios: 1 worker 0.11, 2 workers 0.07 (gate: fails), fresh per job 0.01; vs cp x2 0.08.
+Three earlier runs the same day (load 2.5-6.7) spread as widely: 16-48 KiB ratios 0.26-0.33 for
+1 worker and 0.22-0.33 for 2; 1-3 KiB (one run) 0.14 and 0.17. With the cores busy, 2 workers are not
+reliably faster than 1; the gate needs an otherwise idle machine to say anything about the
+stage. Earlier, on a quieter machine (load ~1), with the previous copy path: 16-48 KiB ratio
+~0.27 (cp 0.26 s, reshard ~1.0 s, phase 1 ~0.3 s); 1-3 KiB ~0.11-0.12 (cp 0.06 s, reshard ~0.51 s).
+
+Per-job start-up matters at this scale: a fresh interpreter costs ~1-1.5 s per job at this load
+(`import modeflow.reshard` 0.65-0.8 s, then pyarrow imports pandas on its first conversion to
+numpy, ~0.6 s), against ~0.1-0.3 s of work for a 4k-sample chunk or a 5k-sample expert, so the 9
+fresh jobs took 10-22 s per round where the forked pool took 0.6-3.9 s (its start-up: ~0.07 s for
+2 workers). At DataComp scale (10^5-10^6 samples per job) that amortises; for a pool this small,
+per-job start-up, not the copy, sets the stage's wall time.
+
+Phase 2 (write_expert) now copies in ~1 MiB batches (gather by preadv into a buffer that stays
+in the CPU cache, rename the batch's headers, write) instead of gathering a whole shard (tens of
+MB) and writing it: the write then re-read the buffer from RAM. Phase 2 alone (4 experts),
+interleaved, best of 3, three runs at load 2-6: 16-48 KiB whole shard 1.54-2.98 s, 1 MiB batches
+0.78-0.96 s (2-4 MiB: 0.67-0.86 s, a tie within the noise; 256 KiB: 1.15-1.28 s, per-batch
+overhead); 1-3 KiB whole shard 0.60-0.62 s, 1 MiB 0.39-0.41 s. Outputs byte-identical (checked
+here and in tests/test_reshard.py). It also caps phase 2's buffer at ~1 MiB + one sample, not a
+shard (default shard_size 10000: ~300 MiB at 32 KiB a sample). Renaming a batch's few headers
+then spent about half its time in the per-column octal parser's numpy calls; a whole-array
+parser for <= 1024 rows (modeflow.tarindex._octal_few) made phase 2 faster in three interleaved
+best-of-7 runs (0.97 -> 0.79 s, 0.74 -> 0.72 s at 16-48 KiB; 0.349 -> 0.342 s at 1-3 KiB);
+phase 1's big arrays keep the per-column loop, which is faster there (33 vs 60 ms, 180k rows).
+
+Tried and not kept (or not pursued):
+- copy_file_range per sample (then patching headers through a map of the output): no faster at
+  16-48 KiB, ~2.5x slower at 1-3 KiB than preadv + write.
+- Mapping the input tars and writing each shard with writev straight from the map (one copy per
+  byte): byte-identical but no faster; faulting in and unmapping the pages costs about as much as
+  the copy it saves. With MAP_POPULATE (microbenchmark, one 74 MiB tar copied whole): ~1.8-2.0
+  GB/s, the same as 512 KiB-batched preadv + write (~1.8 GB/s) and copy_file_range (~2.0 GB/s);
+  in the reshard each expert uses ~1/4 of every tar, so populating whole maps would map 4x the
+  pages it copies. Not pursued.
+- MAP_POPULATE for phase 1's header scan: no faster (10 tars: 0.37 s plain vs 0.43 s).
+- Coalescing file-adjacent samples into one preadv: with shuffle on (the default and here) a
+  1 MiB batch of randomly ordered samples has almost no adjacent pairs; with shuffle off 27% of
+  an expert's samples follow their predecessor in the file (4 experts), which would save at most
+  that share of preadv calls (~0.2 s of phase 2 at 16-48 KiB is preadv, mostly the copy). Not tried.
+- A walk over the header chain with pread ties with the mmap scan (phase 1).
+
+Why 0.5 is out of reach for one worker: cp moves each byte once, inside the kernel; the reshard
+must (1) touch every page of every tar to find the member headers (phase 1) and (2) move each
+kept byte through user space (phase 2; the headers are renamed in between).
 
     .venv/bin/python bench/bench_reshard.py [--samples 20000] [--tars 10] [--experts 4] [--jpg-kb 16 48]
+                                            [--workers N] [--rounds 3] [--cold]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import multiprocessing
+import os
+import pickle
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 
+import modeflow.reshard
 from modeflow.reshard import index_chunk, write_expert
 from modeflow.uids import uids_to_pairs
+
+# How the reshard arms run their jobs. ONE: one after another in this process. POOL: side by side
+# in a pool of forked workers started for the stage (its start-up timed). FRESH: side by side, a
+# newly started interpreter per job that imports modeflow, as Snakemake starts one per job (its
+# own per-job overhead not included). WHOLE: as ONE, with the previous phase-2 copy path.
+ONE, POOL, FRESH, WHOLE = "1 worker", "pool", "fresh", "1 worker, whole-shard buffer"
 
 
 def make_pool(root: Path, n_samples: int, n_tars: int, n_experts: int, chunk_size: int,
               jpg_bytes: tuple[int, int]) -> list:
     """Tars + per-chunk embed/assign tables; returns [(chunk, [tar paths])]."""
+    import webdataset as wds  # here, not at the top: the fresh worker processes import this module
+
     rng = np.random.default_rng(0)
     per_tar = n_samples // n_tars
     chunks = []
@@ -93,32 +155,99 @@ def drop_page_cache() -> None:
         sys.exit(f"--cold needs root to write /proc/sys/vm/drop_caches: {err}")
 
 
-def copy_tars(tars: list, dest: Path, how: str) -> None:
-    """The baseline: coreutils copying the tars' bytes into a fresh target."""
+def copy_tars(tars: list, dest: Path, how: str, workers: int = 1) -> None:
+    """The baseline: coreutils copying the tars' bytes into a fresh target. "cp xN": N cp
+    processes side by side, each over its own contiguous share of the tars."""
     dest.mkdir()
     if how == "cp":
         subprocess.run(["cp", *tars, str(dest)], check=True)
-    else:
+    elif how == "cat":
         with open(dest / "all.tar", "wb") as out:
             subprocess.run(["cat", *tars], stdout=out, check=True)
+    else:
+        shares = [list(part) for part in np.array_split(np.asarray(tars), workers) if len(part)]
+        procs = [subprocess.Popen(["cp", *share, str(dest)]) for share in shares]
+        if any(p.wait() for p in procs):
+            raise RuntimeError(f"a parallel cp into {dest} failed")
 
 
-def reshard(root: Path, chunks, dest: Path, n_experts: int, shard_size: int) -> tuple[int, float]:
-    """Both phases; returns (samples written, seconds of phase 1)."""
+def run_jobs(calls: list, executor: Executor | None) -> list:
+    """(function, kwargs) calls: one after another here, or side by side in `executor`."""
+    if executor is None:
+        return [fn(**kwargs) for fn, kwargs in calls]
+    futures = [executor.submit(fn, **kwargs) for fn, kwargs in calls]
+    return [f.result() for f in futures]
+
+
+# a job in a fresh interpreter: (module, function, kwargs) pickled in, its result pickled out
+_FRESH_JOB = ("import importlib, pickle, sys; module, name, kwargs = pickle.load(sys.stdin.buffer); "
+              "sys.stdout.buffer.write(pickle.dumps(getattr(importlib.import_module(module), name)(**kwargs)))")
+
+
+def _in_fresh_process(fn, **kwargs):
+    done = subprocess.run([sys.executable, "-c", _FRESH_JOB], input=pickle.dumps((fn.__module__, fn.__name__, kwargs)),
+                          stdout=subprocess.PIPE, check=True)
+    return pickle.loads(done.stdout)
+
+
+class FreshProcesses(ThreadPoolExecutor):
+    """At most `workers` jobs at a time, each in a newly started interpreter (threads only wait)."""
+
+    def submit(self, fn, /, **kwargs):
+        return super().submit(_in_fresh_process, fn, **kwargs)
+
+
+def executor_for(how: str, workers: int) -> Executor | None:
+    if how == POOL:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    if how == FRESH:
+        return FreshProcesses(workers)
+    return None
+
+
+def reshard(root: Path, chunks, dest: Path, n_experts: int, shard_size: int,
+            executor: Executor | None) -> tuple[int, float]:
+    """Both phases, the expert jobs after every chunk job (as the DAG orders them); returns
+    (samples written, seconds of phase 1)."""
     t = time.perf_counter()
-    index = []
-    for chunk, tars in chunks:
-        index.append(dest / "index" / f"{chunk}.parquet")
-        index_chunk(root / f"embed_{chunk}.parquet", root / f"assign_{chunk}.parquet", root / "subset.npy",
-                    tars, index[-1], dest / "index" / f"{chunk}.json",
-                    num_experts=n_experts, ooc_ratio=0.02, seed=0)
+    index = [dest / "index" / f"{chunk}.parquet" for chunk, _ in chunks]
+    run_jobs([(index_chunk, dict(embed_path=root / f"embed_{chunk}.parquet",
+                                 assign_path=root / f"assign_{chunk}.parquet", subset_path=root / "subset.npy",
+                                 tar_paths=tars, out_parquet=out, out_json=out.with_suffix(".json"),
+                                 num_experts=n_experts, ooc_ratio=0.02, seed=0))
+              for (chunk, tars), out in zip(chunks, index)], executor)
     phase1 = time.perf_counter() - t
-    written = 0
-    for e in range(n_experts):
-        meta = write_expert(index, root / "subset.npy", dest / "experts" / f"{e:02d}", expert=e,
-                            num_experts=n_experts, shard_size=shard_size, shuffle=True, seed=0)
-        written += meta["output_samples"]
-    return written, phase1
+    metas = run_jobs([(write_expert, dict(index_paths=index, subset_path=root / "subset.npy",
+                                          out_dir=dest / "experts" / f"{e:02d}", expert=e, num_experts=n_experts,
+                                          shard_size=shard_size, shuffle=True, seed=0))
+                      for e in range(n_experts)], executor)
+    return sum(m["output_samples"] for m in metas), phase1
+
+
+def run_reshard(arm: str, workers: int, *args) -> tuple[int, float]:
+    """One reshard arm, the worker pool's start-up and shut-down inside the timing."""
+    if arm == WHOLE:  # the previous copy path: gather a whole shard, then write it
+        batch = modeflow.reshard._COPY_BATCH_BYTES
+        modeflow.reshard._COPY_BATCH_BYTES = 1 << 62
+        try:
+            return reshard(*args, None)
+        finally:
+            modeflow.reshard._COPY_BATCH_BYTES = batch
+    executor = executor_for(arm, workers)
+    if executor is None:
+        return reshard(*args, None)
+    with executor:
+        return reshard(*args, executor)
+
+
+def outputs_digest(experts: Path) -> str:
+    """Hash of every expert's tars, per-shard stats and sample ids (meta.json names the index
+    paths, which differ per arm)."""
+    h = hashlib.sha1()
+    for f in sorted(p for p in experts.rglob("*") if p.is_file() and p.name != "meta.json"):
+        h.update(str(f.relative_to(experts)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def main() -> int:
@@ -130,12 +259,18 @@ def main() -> int:
     ap.add_argument("--shard-size", type=int, default=1000)
     ap.add_argument("--jpg-kb", type=float, nargs=2, default=(16, 48), metavar=("LO", "HI"),
                     help="jpg payload size range in KiB (default: DataComp-style 256-512 px images)")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                    help="jobs side by side in the parallel arms, as snakemake --cores (default: the CPU "
+                         "cores this process may use)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     ap.add_argument("--cold", action="store_true",
                     help="drop the page cache before each arm (root only): inputs come from disk, as "
                          "for a pool larger than RAM; the default compares warm-cache CPU/memory cost")
     args = ap.parse_args()
+    n_workers = max(1, args.workers)
+    cp_n = f"cp x{n_workers}"
+    arms = {ONE: 1, POOL: n_workers, FRESH: n_workers, WHOLE: 1}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
         t = time.perf_counter()
@@ -145,36 +280,53 @@ def main() -> int:
         n = sum(pq.read_metadata(root / f"embed_{c}.parquet").num_rows for c, _ in chunks)
         size = sum(Path(p).stat().st_size for p in tars)
         print(f"pool: {n} samples in {args.tars} tars ({size / 2**20:.1f} MiB, jpg {args.jpg_kb[0]:g}-"
-              f"{args.jpg_kb[1]:g} KiB), {len(chunks)} chunks, built in {time.perf_counter() - t:.1f}s")
-        best = {"cp": float("inf"), "cat": float("inf"), "reshard": float("inf"), "phase 1": float("inf")}
+              f"{args.jpg_kb[1]:g} KiB), {len(chunks)} chunks, {args.experts} experts, built in "
+              f"{time.perf_counter() - t:.1f}s; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        best: dict[str, float] = {}
+        digests: dict[str, str] = {}
         for rep in range(args.rounds):
             took = {}
-            for how in ("cp", "cat"):
+            for how in ("cp", "cat", cp_n):
                 if args.cold:
                     drop_page_cache()
                 t = time.perf_counter()
-                copy_tars(tars, root / f"{how}{rep}", how)
+                copy_tars(tars, root / f"copy{rep}", how.split()[0] if how != cp_n else "cpN", n_workers)
                 took[how] = time.perf_counter() - t
-                shutil.rmtree(root / f"{how}{rep}")
-            if args.cold:
-                drop_page_cache()
-            t = time.perf_counter()
-            written, took["phase 1"] = reshard(root, chunks, root / f"reshard{rep}", args.experts, args.shard_size)
-            took["reshard"] = time.perf_counter() - t
-            shutil.rmtree(root / f"reshard{rep}")  # outputs would crowd the page cache
-            print(f"  round {rep}: cp {took['cp']:.3f}s, cat {took['cat']:.3f}s, reshard {took['reshard']:.3f}s "
-                  f"(phase 1 {took['phase 1']:.3f}s)")
-            best = {k: min(v, took[k]) for k, v in best.items()}
+                shutil.rmtree(root / f"copy{rep}")
+            for arm, workers in arms.items():
+                if args.cold:
+                    drop_page_cache()
+                dest = root / f"reshard{rep}"
+                t = time.perf_counter()
+                written, took[f"{arm} phase 1"] = run_reshard(arm, workers, root, chunks, dest, args.experts,
+                                                                args.shard_size)
+                took[arm] = time.perf_counter() - t
+                if rep == 0:  # every arm must write the same bytes
+                    digests[arm] = outputs_digest(dest / "experts")
+                shutil.rmtree(dest)  # outputs would crowd the page cache
+            print(f"  round {rep}: " + ", ".join(f"{k} {v:.3f}s" for k, v in took.items() if "phase" not in k) +
+                  f" (load {os.getloadavg()[0]:.2f})", flush=True)
+            best = {k: min(best.get(k, float("inf")), v) for k, v in took.items()}
     rate = {k: n / v for k, v in best.items()}
     copy = max(rate["cp"], rate["cat"])
-    ratio = rate["reshard"] / copy
-    for k in ("cp", "cat"):
-        print(f"{k + ':':8} {best[k]:.3f}s  {rate[k]:,.0f} samples/s  {size / best[k] / 2**20:,.0f} MiB/s")
-    print(f"reshard: {best['reshard']:.3f}s  {rate['reshard']:,.0f} samples/s (phase 1 best {best['phase 1']:.3f}s; "
-          f"{written} samples written: in-cluster + 2% ooc, {args.experts} experts)")
+    for k in ("cp", "cat", cp_n):
+        print(f"{k + ':':30} {best[k]:.3f}s  {rate[k]:9,.0f} samples/s  {size / best[k] / 2**20:6,.0f} MiB/s")
+    workers = f"{n_workers} worker{'s' if n_workers > 1 else ''}"
+    label = {ONE: "reshard, 1 worker", POOL: f"reshard, {workers} (pool)",
+             FRESH: f"reshard, {workers} (fresh/job)", WHOLE: "reshard, 1 worker, old copy"}
+    for arm in arms:
+        print(f"{label[arm] + ':':30} {best[arm]:.3f}s  {rate[arm]:9,.0f} samples/s  "
+              f"(phase 1 best {best[arm + ' phase 1']:.3f}s)")
+    same = len(set(digests.values())) == 1
+    print(f"{written} samples written (in-cluster + 2% ooc); outputs identical across the reshard arms: "
+          f"{'yes' if same else 'NO'}; old copy = the whole shard gathered, then written")
     cache = "cold: page cache dropped before each arm" if args.cold else "warm page cache"
-    print(f"ratio reshard/copy: {ratio:.2f} (threshold 0.5; copy = the faster of cp and cat; {cache})")
-    return 0 if ratio >= 0.5 else 1
+    print(f"ratio reshard/copy ({cache}; copy = the faster of cp and cat, one process):")
+    print(f"  1 worker (one job after another): {rate[ONE] / copy:.2f}")
+    print(f"  {workers}, the stage as the pipeline runs it: {rate[POOL] / copy:.2f} (gate, threshold 0.5)")
+    print(f"  {workers}, a fresh process per job: {rate[FRESH] / copy:.2f}")
+    print(f"  {workers} vs {cp_n} (as parallel as the reshard): {rate[POOL] / rate[cp_n]:.2f}")
+    return 0 if same and rate[POOL] / copy >= 0.5 else 1
 
 
 if __name__ == "__main__":

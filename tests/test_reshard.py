@@ -293,6 +293,24 @@ def test_plain_tarfile_input_without_pax_headers(tmp_path):
     assert index.sample_end.tolist() == [5, 10] and index.member_block.tolist() == [0, 3, 5, 8]
 
 
+@pytest.mark.parametrize("n_samples", [500, 700])  # 1000 / 1400 headers: both ways _octal parses sizes
+def test_member_extents_match_tarfile_for_few_and_many_members(tmp_path, n_samples):
+    path = tmp_path / "x.tar"
+    rng = np.random.default_rng(n_samples)
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for j in range(n_samples):
+            for ext in ("jpg", "txt"):
+                data = rng.bytes(int(rng.integers(0, 3000)))
+                info = tarfile.TarInfo(f"{j:06d}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    index = index_tar(str(path))
+    assert index.member_block.tolist() == [m.offset // 512 for m in members]
+    assert index.sample_end.tolist() == [-(-(m.offset_data + m.size) // 512) for m in members[1::2]]
+
+
 def test_keys_of_other_widths_are_renamed(tmp_path):
     """Keys that are not 9 characters (not img2dataset's) go through the general rename path."""
     uids = write_pool(tmp_path, key_format="s{shard}_{j}")
@@ -315,6 +333,23 @@ def test_output_does_not_depend_on_how_many_tars_stay_open(pool, monkeypatch):
         assert sorted(p.name for p in a.glob("*.tar")) == sorted(p.name for p in b.glob("*.tar"))
         for tar in a.glob("*.tar"):
             assert tar.read_bytes() == (b / tar.name).read_bytes()
+
+
+@pytest.mark.parametrize("key_format", ["{shard}{j:04d}", "k{shard}_{j}"])  # same / other key width
+@pytest.mark.parametrize("batch", [512, 6000])  # smaller than any sample; a few samples per batch
+def test_output_does_not_depend_on_the_copy_batch(tmp_path, monkeypatch, key_format, batch):
+    import modeflow.reshard as reshard
+
+    uids = write_pool(tmp_path, key_format=key_format)
+    monkeypatch.setattr(reshard, "_COPY_BATCH_BYTES", 1 << 40)  # a whole shard per batch
+    _, _, whole, _ = run(tmp_path, uids, out="whole")
+    monkeypatch.setattr(reshard, "_COPY_BATCH_BYTES", batch)
+    _, _, batched, _ = run(tmp_path, uids, out="batched")
+    for a, b in zip(whole, batched):
+        tars = sorted(p.name for p in a.glob("*.tar"))
+        assert tars and tars == sorted(p.name for p in b.glob("*.tar"))
+        for tar in tars:
+            assert (a / tar).read_bytes() == (b / tar).read_bytes()
 
 
 def test_tar_shortened_after_indexing_is_an_error(pool):

@@ -271,42 +271,69 @@ class _TarFiles:
         self.open.clear()
 
 
+# Bytes of output gathered per write: a buffer that stays in the CPU cache between the read
+# into it and the write out of it. Gathering a whole shard (tens of MB) first made the write
+# re-read the buffer from RAM, about half of phase 2's time (see bench/bench_reshard.py).
+_COPY_BATCH_BYTES = 1 << 20
+
+
 def _gather(files: _TarFiles, tar, start, end, scratch: np.ndarray) -> np.ndarray:
-    """The samples' raw blocks back to back (input order) plus the end-of-archive blocks, in a
-    prefix of `scratch`. Each sample is read straight into its place (one preadv, no temporary
-    bytes, no join) in file order; `scratch` is reused across shards because fresh memory costs
-    a page fault and zeroing per page, about as much as the copy itself. (A memory map of each
-    tar measured no faster, and unmapping it cost more; copy_file_range per sample was no faster
-    for 16-48 KiB samples and ~2.5x slower for 1-3 KiB ones.)"""
+    """The samples' raw blocks back to back (input order) in a prefix of `scratch`. Each sample
+    is read straight into its place (one preadv, no temporary bytes, no join), in file order;
+    `scratch` is reused because fresh memory costs a page fault and zeroing per page, about as
+    much as the copy itself. (A memory map of each tar measured no faster, and unmapping it cost
+    more; copy_file_range per sample was no faster for 16-48 KiB samples and ~2.5x slower for
+    1-3 KiB ones.)"""
     length = (end - start) * BLOCK
     out_at = np.cumsum(length) - length
-    buf = scratch[:int(length.sum()) + len(_END_OF_ARCHIVE)]
-    buf[len(buf) - len(_END_OF_ARCHIVE):] = 0
-    out = memoryview(buf)
+    out = memoryview(scratch)
     order = np.lexsort((start, tar))
     for t, a, n, o in zip(tar[order].tolist(), (start[order] * BLOCK).tolist(),
                           length[order].tolist(), out_at[order].tolist()):
         if os.preadv(files[t], [out[o:o + n]], a) != n:
             raise InputDataError(f"{files.names[t]}: shorter than when it was indexed (rerun reshard)")
-    return buf
+    return scratch[:int(length.sum())]
+
+
+def _batch_bounds(out_start: np.ndarray, limit: int) -> np.ndarray:
+    """Sample indices where each copy batch begins (plus the end): the samples that start in the
+    same `limit`-byte window of the output, so a batch holds at most limit + one sample bytes."""
+    window = out_start // limit
+    return np.concatenate([[0], np.flatnonzero(window[1:] != window[:-1]) + 1, [len(out_start)]])
+
+
+def _scratch_bytes(blocks: np.ndarray, shard_size: int) -> int:
+    """Buffer size that holds any copy batch of any shard of these samples (block counts)."""
+    if len(blocks) == 0:
+        return 0
+    biggest_shard = int(np.add.reduceat(blocks, np.arange(0, len(blocks), shard_size)).max()) * BLOCK
+    return min(biggest_shard, _COPY_BATCH_BYTES + int(blocks.max()) * BLOCK)
 
 
 def _write_shard(path, entries: dict, sel: np.ndarray, first_key: int, key_width: int,
                  files: _TarFiles, scratch: np.ndarray) -> None:
     """One output tar: the selected samples' blocks as they are, member headers renamed to
-    running keys (only the header blocks are touched)."""
-    buf = _gather(files, entries["tar"][sel], entries["start_block"][sel], entries["end_block"][sel], scratch)
-    length = entries["end_block"][sel] - entries["start_block"][sel]
+    running keys (only the header blocks are touched). Copied in batches of about
+    _COPY_BATCH_BYTES: gather, rename the batch's headers, write."""
+    tar, start, end = entries["tar"][sel], entries["start_block"][sel], entries["end_block"][sel]
+    length = end - start
     out_start = np.cumsum(length) - length
     n_members = entries["n_members"][sel]
     rel = entries["member_values"][_ranges(entries["member_offsets"][sel], n_members)]
     heads = np.repeat(out_start, n_members) + rel
     keys = digit_keys(np.repeat(np.arange(first_key, first_key + len(sel)), n_members), key_width)
-    rename_members(buf, heads, np.repeat(entries["key_len"][sel], n_members), keys)
+    key_len = np.repeat(entries["key_len"][sel], n_members)
+    first_member = np.append(np.cumsum(n_members) - n_members, len(heads))
     # "r+b", not "wb": the temp file exists (empty), and truncating it makes ext4 (auto_da_alloc)
     # flush the whole file to disk on close, which cost more than writing it
     with atomic_path(path, suffix=".tar") as tmp, open(tmp, "r+b") as fh:
-        fh.write(memoryview(buf))
+        bounds = _batch_bounds(out_start * BLOCK, _COPY_BATCH_BYTES).tolist()
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            buf = _gather(files, tar[a:b], start[a:b], end[a:b], scratch)
+            m = slice(first_member[a], first_member[b])
+            rename_members(buf, heads[m] - out_start[a], key_len[m], keys[m])
+            fh.write(memoryview(buf))
+        fh.write(_END_OF_ARCHIVE)
 
 
 def _entry_arrays(table: pa.Table) -> tuple[dict, list[str]]:
@@ -374,9 +401,7 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
     key_width = max(9, len(str(max(n - 1, 0))))
     n_shards = -(-n // shard_size)
     files = _TarFiles(tar_names)
-    blocks = entries["end_block"] - entries["start_block"]
-    biggest = int(np.add.reduceat(blocks, np.arange(0, n, shard_size)).max()) if n else 0
-    scratch = np.empty(biggest * BLOCK + len(_END_OF_ARCHIVE), np.uint8)
+    scratch = np.empty(_scratch_bytes(entries["end_block"] - entries["start_block"], shard_size), np.uint8)
     with atomic_dir(out_dir) as tmp:
         try:
             for s in range(n_shards):

@@ -49,12 +49,24 @@ class TarIndex:
 
 def _octal(fields: np.ndarray) -> np.ndarray:
     """Numeric tar fields (rows of octal ASCII, NUL/space padded) -> int64, skipping padding."""
-    value = np.zeros(len(fields), dtype=np.int64)
+    if len(fields) <= 1024:
+        return _octal_few(fields)
+    value = np.zeros(len(fields), dtype=np.int64)  # a pass per column: less memory for many rows
     for col in range(fields.shape[1]):
         digit = fields[:, col].astype(np.int64) - ord("0")
         ok = (digit >= 0) & (digit <= 7)
         value = np.where(ok, value * 8 + digit, value)
     return value
+
+
+def _octal_few(fields: np.ndarray) -> np.ndarray:
+    """_octal in a few whole-array operations: for the few headers of one copy batch, where the
+    per-column passes cost ~3x more in call overhead. Each digit's power of 8 is the number of
+    digits right of it."""
+    digit = fields.astype(np.int64) - ord("0")
+    ok = (digit >= 0) & (digit <= 7)
+    digits_right = np.cumsum(ok[:, ::-1], axis=1)[:, ::-1] - ok
+    return np.where(ok, digit << (3 * digits_right), 0).sum(1, dtype=np.int64)
 
 
 def _data_blocks(size: np.ndarray) -> np.ndarray:
@@ -252,8 +264,7 @@ def rename_members(buf: np.ndarray, header_blocks: np.ndarray, key_len: np.ndarr
 def _checksum_field(chk: np.ndarray) -> np.ndarray:
     """(m, 8) uint8: "%06o\\0 " as tarfile writes it."""
     out = np.empty((len(chk), 8), np.uint8)
-    for i in range(6):
-        out[:, i] = (chk >> (3 * (5 - i))) % 8 + ord("0")
+    out[:, :6] = (chk[:, None] >> np.arange(15, -1, -3)) % 8 + ord("0")
     out[:, 6], out[:, 7] = 0, ord(" ")
     return out
 
