@@ -283,6 +283,10 @@ def test_rerun_resumes_after_a_kill_and_moves_a_truncated_checkpoint_aside(seed_
     assert checkpoint_epoch(tmp_path / "seed.pt") == 2
     assert meta["curve"][0]["epoch"] == 0  # the log kept the first run's epoch 0
     assert latest_good_checkpoint(run_dir / "checkpoints") == run_dir / "checkpoints" / "epoch_2.pt"
+    # the resumed epoch drew the same samples and augmentations as in the uninterrupted run
+    uninterrupted = read_checkpoint(seed_run["checkpoint"])["state_dict"]
+    resumed = read_checkpoint(tmp_path / "seed.pt")["state_dict"]
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
 
 
 def test_truncated_checkpoint_is_a_clear_error(seed_run, tmp_path):

@@ -6,8 +6,9 @@
 open_clip_train stays the training loop; this module only (1) registers modeflow's model configs,
 (2) swaps the cosine schedule for one that knows where in a longer schedule the run sits,
 (3) stops the run with a clear message when the loss stops being finite, and (4) seeds the
-sample shuffle buffer, which webdataset otherwise seeds from the pid and the clock, so a run is
-deterministic for a fixed seed.
+data workers' randomness (sample shuffle, augmentations) from (seed, epoch) at every epoch, so a
+run is deterministic for a fixed seed and a run resumed at epoch k trains exactly as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -152,39 +153,87 @@ def _quiet_torch_loggers() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-class WorkerSeededRandom(random.Random):
-    """An rng for webdataset's sample shuffle, seeded on first use inside the data-loader worker
-    from torch's per-worker seed (drawn from the seeded main RNG for every epoch): the same order
-    on every run with the same seed, another order each epoch."""
+# Per data-worker process: the seed of the epoch the worker is producing (set by EpochSeededShards).
+_EPOCH_SEED: int | None = None
+# workers=0: the main process's seed when its first epoch starts (open_clip_train seeded it from
+# --seed and the rank), captured once because reseed_for_epoch reseeds torch after that.
+_MAIN_BASE_SEED: int | None = None
+
+
+def epoch_seed(epoch: int) -> int:
+    """The data pipeline's seed for `epoch`. In a worker: torch's worker seed, drawn once per run
+    (open_clip_train keeps workers persistent), spaced per epoch as its shard resampler does. With
+    workers=0 open_clip_train's fallback ignores the epoch (every epoch would shuffle alike), so
+    the main process's seed plus the epoch is used."""
+    import torch
+    from open_clip_train.data import pytorch_worker_seed
+
+    global _MAIN_BASE_SEED
+    if torch.utils.data.get_worker_info() is not None:
+        return pytorch_worker_seed(epoch)
+    if _MAIN_BASE_SEED is None:
+        _MAIN_BASE_SEED = torch.initial_seed()
+    return (_MAIN_BASE_SEED + 1_000_003 * epoch) % 2**63
+
+
+def reseed_for_epoch(epoch: int) -> None:
+    """Seed this data worker's RNGs (sample shuffle, python/numpy/torch for augmentations) from the
+    worker seed and `epoch` alone: epoch k draws the same in a run resumed at k as in an
+    uninterrupted one, where persistent workers would otherwise carry the RNG state over."""
+    global _EPOCH_SEED
+    import numpy as np
+    import torch
+
+    seed = epoch_seed(epoch)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    _EPOCH_SEED = seed
+
+
+class EpochSeededShards:
+    """Wraps open_clip_train's shard resampler (the pipeline's first stage, started once per epoch
+    in the worker): reseeds the worker for the epoch held in the resampler's shared epoch."""
+
+    def __init__(self, resampler) -> None:
+        self.resampler = resampler
+
+    def __call__(self):
+        reseed_for_epoch(self.resampler.epoch.get_value())
+        return iter(self.resampler)
+
+
+class EpochSeededRandom(random.Random):
+    """An rng for webdataset's sample shuffle, which webdataset otherwise seeds from the pid and
+    the clock: reseeded from the worker's per-epoch seed whenever a new epoch starts."""
 
     def __init__(self) -> None:
         super().__init__(0)
-        self._seeded = False
+        self._seed_used: int | None = None
 
-    def _ensure_seeded(self) -> None:
-        if not self._seeded:
-            from open_clip_train.data import pytorch_worker_seed
-
-            self._seeded = True
-            self.seed(pytorch_worker_seed())
+    def _sync(self) -> None:
+        if self._seed_used != _EPOCH_SEED:
+            self._seed_used = _EPOCH_SEED
+            self.seed(_EPOCH_SEED)
 
     def random(self) -> float:
-        self._ensure_seeded()
+        self._sync()
         return super().random()
 
     def getrandbits(self, k: int) -> int:
-        self._ensure_seeded()
+        self._sync()
         return super().getrandbits(k)
 
 
-def seed_sample_shuffle(data_module) -> None:
-    """Give the `wds.shuffle` stage open_clip_train's data module builds a WorkerSeededRandom."""
-    unseeded = data_module.wds.shuffle
+def seed_per_epoch(data_module) -> None:
+    """Make open_clip_train's data pipeline draw each epoch from (seed, epoch) only."""
+    unseeded, resampler = data_module.wds.shuffle, data_module.ResampledShards2
 
     def seeded_shuffle(bufsize=1000, initial=100, rng=None, **kwargs):
-        return unseeded(bufsize, initial, rng=rng or WorkerSeededRandom(), **kwargs)
+        return unseeded(bufsize, initial, rng=rng or EpochSeededRandom(), **kwargs)
 
     data_module.wds.shuffle = seeded_shuffle
+    data_module.ResampledShards2 = lambda *args, **kwargs: EpochSeededShards(resampler(*args, **kwargs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     oc_main.create_loss = lambda args: guard_loss(create_loss(args), progress)
     import open_clip_train.data as oc_data
 
-    seed_sample_shuffle(oc_data)
+    seed_per_epoch(oc_data)
     try:
         status = oc_main.main(open_clip_argv)
     except NonFiniteLossError as exc:
