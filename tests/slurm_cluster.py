@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
-CLIENTS = ("sbatch", "squeue", "sinfo", "scontrol", "srun")
+CLIENTS = ("sbatch", "squeue", "sinfo", "scontrol", "srun", "scancel")
 INSTALL_HINT = ("apt-get update && apt-get install -y slurmctld slurmd slurm-client munge"
                 "   (or: bash tests/ci_system_packages.sh)")
 SUBMIT_LINE = re.compile(r"_slurm_rpc_submit_batch_job: JobId=(\d+)")
@@ -113,6 +113,22 @@ class SlurmCluster:
         """`scontrol show job` as a dict (Partition, JobState, ExitCode, Comment, TresPerNode, ...)."""
         out = self.client("scontrol", "show", "job", "--oneliner", str(job_id))
         return dict(item.split("=", 1) for item in out.split() if "=" in item)
+
+    def jobs_with_comment(self, prefix: str, state: str | None = None) -> list[dict[str, str]]:
+        """squeue's jobs whose comment (snakemake's `rule_<rule>_wildcards_<values>`) starts with
+        `prefix`, oldest first, optionally only those in `state` (e.g. "RUNNING")."""
+        jobs = [job for job in self.squeue() if job["comment"].startswith(prefix)
+                and (state is None or job["state"] == state)]
+        return sorted(jobs, key=lambda job: int(job["job_id"]))
+
+    def cancel(self, job_id: str, timeout: float = 60) -> str:
+        """scancel `job_id` as a user or an admin would, and wait until Slurm has ended it;
+        return its final state (CANCELLED, or e.g. COMPLETED when it ended first)."""
+        self.client("scancel", str(job_id))
+        ended = ("CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
+        if not _wait_for(lambda: self.job(job_id)["JobState"] in ended, timeout):
+            raise SlurmClusterError(f"job {job_id} still {self.job(job_id)['JobState']} {timeout}s after scancel")
+        return self.job(job_id)["JobState"]
 
     def submitted_job_ids(self) -> list[str]:
         """Every batch job slurmctld accepted (sbatch), from its log: job history without sacct."""
