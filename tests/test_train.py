@@ -20,11 +20,11 @@ import torch
 from modeflow.checkpoints import (read_checkpoint, CheckpointMismatchError, CorruptCheckpointError, check_fits,
                                   checkpoint_epoch, latest_good_checkpoint, load_clip)
 from modeflow.errors import ConfigError, InputDataError
-from modeflow.train import (TrainingFailedError, build_argv, first_slurm_host, launcher_argv,
+from modeflow.train import (TrainingFailedError, build_argv, entry_options, first_slurm_host, launcher_argv,
                             plan_runs, resolve_train_config, run_training, samples_per_epoch,
                             train_flops_per_sample)
 from modeflow.train_curves import parse_log
-from modeflow.train_entry import schedule_lr, split_argv
+from modeflow.train_entry import parse_entry_argv, schedule_lr, split_argv
 
 MODEL = "modeflow-tiny-vit"
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -179,6 +179,17 @@ def test_build_argv(tmp_path):
     with pytest.raises(ConfigError, match="batch_size"):
         build_argv(run, cfg, train_data="x", run_dir=tmp_path, resume=None, device="cuda",
                    workers=1, seed=0, precision="amp", world_size=3)
+
+
+def test_cpu_jobs_leave_a_core_per_data_worker_and_set_the_shuffle_buffer():
+    demo = resolve_train_config({})
+    assert entry_options(demo, gpus=0, threads=2) == ["--torch-threads", "1", "--sample-shuffle", "1000"]
+    assert entry_options(demo, gpus=0, threads=1) == ["--torch-threads", "1", "--sample-shuffle", "1000"]
+    assert entry_options(demo, gpus=8, threads=9) == ["--sample-shuffle", "1000"]  # compute on the GPUs
+    assert entry_options(resolve_train_config({"preset": "small"}), gpus=8, threads=9) == []
+    options, rest = parse_entry_argv(["--schedule-epochs", "8", "--resume-epoch", "0", "--run-epochs", "6",
+                                      "--torch-threads", "3", "--sample-shuffle", "500", "--", "--lr", "1"])
+    assert (options.torch_threads, options.sample_shuffle, rest) == (3, 500, ["--lr", "1"])
 
 
 def test_launcher_argv_cpu_one_node_and_slurm_nodes():

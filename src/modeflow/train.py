@@ -47,7 +47,7 @@ PRESETS: dict[str, dict] = {
                  beta1=0.9, beta2=0.98, eps=1e-6, schedule_epochs=8, seed_epochs=6,
                  samples_seen=None, samples_per_epoch=5000, precision="auto", local_loss=False,
                  gather_with_grad=False, grad_checkpointing=False, workers=1,
-                 log_every_n_steps=10),
+                 log_every_n_steps=10, sample_shuffle=1000),
     "small": dict(_DATACOMP, model="ViT-B-32", batch_size=4096, lr=5e-4, warmup=500,
                   samples_seen=12_800_000, samples_per_epoch=None),
     "medium": dict(_DATACOMP, model="ViT-B-32", batch_size=4096, lr=5e-4, warmup=500,
@@ -71,7 +71,8 @@ def resolve_train_config(train_cfg: Mapping | None) -> dict:
     preset = train_cfg.get("preset", "demo")
     if preset not in PRESETS:
         raise ConfigError(f"train.preset: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    cfg = {"preset": preset, "seed": 0, "extra_args": [], "dense": True, **PRESETS[preset]}
+    cfg = {"preset": preset, "seed": 0, "extra_args": [], "dense": True, "sample_shuffle": None,
+           **PRESETS[preset]}
     unknown = set(train_cfg) - set(cfg) - _EXTRA_KEYS
     if unknown:
         raise ConfigError(f"train: unknown key(s) {sorted(unknown)}; known: {sorted(cfg)}")
@@ -178,9 +179,21 @@ def plan_runs(cfg: Mapping, *, num_experts: int, samples_per_epoch: int) -> dict
 
 
 def schedule_argv(run: RunPlan) -> list[str]:
-    """modeflow.train_entry's own options (before the `--`)."""
+    """modeflow.train_entry's schedule options (before the `--`)."""
     return ["--schedule-epochs", str(run.schedule_epochs), "--resume-epoch", str(run.resume_epoch),
             "--run-epochs", str(run.run_epochs)]
+
+
+def entry_options(cfg: Mapping, *, gpus: int, threads: int | None) -> list[str]:
+    """modeflow.train_entry's data/compute options. On CPU, torch computes on the job's cores
+    minus one per data worker: on 2 cores, 1 compute thread + 1 worker trained 1.28x faster than
+    2 compute threads sharing the cores with the worker (bench/bench_train.py)."""
+    options = []
+    if not gpus and threads:
+        options += ["--torch-threads", str(max(1, threads - cfg["workers"]))]
+    if cfg.get("sample_shuffle"):
+        options += ["--sample-shuffle", str(cfg["sample_shuffle"])]
+    return options
 
 
 def build_argv(run: RunPlan, cfg: Mapping, *, train_data: str, run_dir: Path, resume: str | None,
@@ -284,12 +297,13 @@ def _fits(model_name: str, checkpoint: Path) -> bool:
 def run_training(name: str, cfg: Mapping, *, train_tars: Sequence[str | Path] | str,
                  init_checkpoint: str | Path | None, run_dir: str | Path,
                  out_checkpoint: str | Path, out_meta: str | Path, num_experts: int,
-                 samples_per_epoch: int, gpus: int = 0, nodes: int = 1,
+                 samples_per_epoch: int, gpus: int = 0, nodes: int = 1, threads: int | None = None,
                  env: Mapping[str, str] | None = None, sink=None) -> dict:
     """Train run `name` ("seed", "expert_03", "dense") and publish its final checkpoint + meta.
 
     Rerunning after a kill resumes from the newest good checkpoint in run_dir/checkpoints.
-    `samples_per_epoch` is the same for every run (see samples_per_epoch()).
+    `samples_per_epoch` is the same for every run (see samples_per_epoch()). `threads`: the CPU
+    cores the job holds (the rule's threads), shared by compute and data workers on CPU.
     """
     from modeflow.train_curves import parse_log
 
@@ -334,7 +348,8 @@ def run_training(name: str, cfg: Mapping, *, train_tars: Sequence[str | Path] | 
     argv = build_argv(run, cfg, train_data=train_data, run_dir=run_dir, resume=resume,
                       device="cuda" if gpus else "cpu", workers=cfg["workers"], seed=cfg["seed"],
                       precision=precision, world_size=world)
-    cmd = launcher_argv(gpus, nodes, env) + schedule_argv(run) + ["--"] + argv
+    cmd = launcher_argv(gpus, nodes, env) + schedule_argv(run) + entry_options(cfg, gpus=gpus, threads=threads) \
+        + ["--"] + argv
     final = run_dir / "checkpoints" / f"epoch_{run.stop_epoch}.pt"
     start = time.time()
     if done is None or done != final:

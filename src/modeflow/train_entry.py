@@ -8,7 +8,8 @@ open_clip_train stays the training loop; this module only (1) registers modeflow
 (3) stops the run with a clear message when the loss stops being finite, and (4) seeds the
 data workers' randomness (sample shuffle, augmentations) from (seed, epoch) at every epoch, so a
 run is deterministic for a fixed seed and a run resumed at epoch k trains exactly as an
-uninterrupted one.
+uninterrupted one. Two options tune it for CPUs: --torch-threads (compute threads, so data workers
+keep a core) and --sample-shuffle (open_clip_train's sample shuffle buffer, a module constant).
 """
 
 from __future__ import annotations
@@ -121,17 +122,24 @@ def guard_loss(loss, progress: Progress):
     return NonFiniteGuard()
 
 
-def split_argv(argv: list[str]) -> tuple[Schedule, list[str]]:
+def parse_entry_argv(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Our options (before `--`, or anywhere if torchrun dropped the `--`) and open_clip_train's."""
     parser = argparse.ArgumentParser(prog="python -m modeflow.train_entry", allow_abbrev=False)
     parser.add_argument("--schedule-epochs", type=int, required=True)
     parser.add_argument("--resume-epoch", type=int, required=True)
     parser.add_argument("--run-epochs", type=int, required=True)
+    parser.add_argument("--torch-threads", type=int, default=0, help="intra-op threads (0: torch's default)")
+    parser.add_argument("--sample-shuffle", type=int, default=0,
+                        help="open_clip_train's sample shuffle buffer (0: its default)")
     if "--" in argv:
         cut = argv.index("--")
-        ours, rest = parser.parse_args(argv[:cut]), argv[cut + 1:]
-    else:
-        ours, rest = parser.parse_known_args(argv)
+        return parser.parse_args(argv[:cut]), argv[cut + 1:]
+    return parser.parse_known_args(argv)
+
+
+def split_argv(argv: list[str]) -> tuple[Schedule, list[str]]:
+    """The run's place in the schedule and open_clip_train's argv."""
+    ours, rest = parse_entry_argv(argv)
     return Schedule(ours.schedule_epochs, ours.resume_epoch, ours.run_epochs), rest
 
 
@@ -239,6 +247,11 @@ def seed_per_epoch(data_module) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     schedule, open_clip_argv = split_argv(argv)
+    options, _ = parse_entry_argv(argv)
+    if options.torch_threads:
+        import torch
+
+        torch.set_num_threads(options.torch_threads)
 
     from modeflow.models import register_model_configs
 
@@ -254,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     import open_clip_train.data as oc_data
 
     seed_per_epoch(oc_data)
+    if options.sample_shuffle:
+        # module constants its get_wds_dataset reads when it builds the pipeline
+        oc_data._SAMPLE_SHUFFLE_SIZE = options.sample_shuffle
+        oc_data._SAMPLE_SHUFFLE_INITIAL = max(1, options.sample_shuffle // 5)
     try:
         status = oc_main.main(open_clip_argv)
     except NonFiniteLossError as exc:

@@ -10,7 +10,7 @@ from modeflow.train import resolve_train_config
 # (gpus, nodes, mem_mb, runtime, device, seed_subset) are about where and on what it runs
 RECIPE_KEYS = ("preset", "model", "batch_size", "lr", "warmup", "wd", "schedule_epochs", "seed_epochs",
                "samples_per_epoch", "precision", "grad_checkpointing", "local_loss", "gather_with_grad",
-               "workers", "extra_args", "dense")
+               "workers", "sample_shuffle", "extra_args", "dense")
 try:
     TRAIN = resolve_train_config(
         {k: v for k, v in config["train"].items() if k in RECIPE_KEYS and v is not None} | {"seed": config["seed"]}

@@ -30,6 +30,7 @@ with job_log(snakemake.log[0]) as log:
         samples_per_epoch=per_epoch,
         gpus=params.gpus,
         nodes=params.nodes,
+        threads=snakemake.threads,
     )
     log.info("%s: %d samples seen, %.3g FLOPs, final loss %s, %.1f s", model, meta["samples_seen"],
              meta["flops"], meta["final_loss"], meta["wall_seconds"])
