@@ -34,6 +34,9 @@ find no idle core: the parallel figures here are a floor, not what 2 free cores 
   1-3 KiB (151 MiB): cp 0.077 s, cat 0.13 s, cp x2 0.083 s; reshard 1 worker 0.68 s (phase 1
   0.24 s), 2 workers 1.09 s, fresh per job 10.3 s, previous copy path 0.96 s.
   Ratios: 1 worker 0.11, 2 workers 0.07 (gate: fails), fresh per job 0.01; vs cp x2 0.08.
+On an idle machine (load 0.8, 16-48 KiB, best of 3): cat 0.36 s, cp x2 0.20 s; reshard 1 worker
+1.04 s (phase 1 0.31 s), 2 workers 0.62 s, fresh process per job 3.68 s, previous copy path
+1.86 s. Ratios: 1 worker 0.28, 2 workers 0.48 (gate: fails, just), fresh per job 0.08; vs cp x2 0.33.
 Three earlier runs the same day (load 2.5-6.7) spread as widely: 16-48 KiB ratios 0.26-0.33 for
 1 worker and 0.22-0.33 for 2; 1-3 KiB (one run) 0.14 and 0.17. With the cores busy, 2 workers are not
 reliably faster than 1; the gate needs an otherwise idle machine to say anything about the

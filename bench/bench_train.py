@@ -14,8 +14,9 @@ one per data worker, which is how a CPU training job runs (modeflow.train.entry_
 workers decode on the cores compute leaves them, as they would beside a GPU. The baseline with
 every core computing is printed too, for information. On this 2-core machine, idle:
 compute 2 threads, worker sharing them: ours 377-388 samples/s vs baseline 858-948 (0.40);
-compute 1 thread + 1 worker: ours ~495 vs baseline (1 thread) 559-593, and the training job
-itself 1.28x faster than with 2 compute threads. What the data pipeline costs per epoch (cProfile,
+compute 1 thread + 1 worker (this benchmark now): ours 527 vs baseline 516 (1.02; vs the
+baseline on both cores 0.85). Standalone open_clip_train ran at 495 samples/s with 1 compute
+thread + 1 worker and 388 with 2 threads. What the data pipeline costs per epoch (cProfile,
 workers 0): tar parsing of webdataset's ~2x over-read while open_clip_train's 5000-sample shuffle
 buffer refills each epoch (train.sample_shuffle: the demo uses 1000), JPEG decode + augmentation,
 tokenization.

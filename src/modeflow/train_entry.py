@@ -137,10 +137,14 @@ def parse_entry_argv(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
+def _schedule(options: argparse.Namespace) -> Schedule:
+    return Schedule(options.schedule_epochs, options.resume_epoch, options.run_epochs)
+
+
 def split_argv(argv: list[str]) -> tuple[Schedule, list[str]]:
     """The run's place in the schedule and open_clip_train's argv."""
     ours, rest = parse_entry_argv(argv)
-    return Schedule(ours.schedule_epochs, ours.resume_epoch, ours.run_epochs), rest
+    return _schedule(ours), rest
 
 
 def _last_checkpoint_text(open_clip_argv: list[str]) -> str:
@@ -246,8 +250,8 @@ def seed_per_epoch(data_module) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    schedule, open_clip_argv = split_argv(argv)
-    options, _ = parse_entry_argv(argv)
+    options, open_clip_argv = parse_entry_argv(argv)
+    schedule = _schedule(options)
     if options.torch_threads:
         import torch
 
