@@ -158,6 +158,16 @@ def drop_page_cache() -> None:
         sys.exit(f"--cold needs root to write /proc/sys/vm/drop_caches: {err}")
 
 
+def settle(cold: bool) -> None:
+    """Before each timed arm: write back what earlier steps left dirty (the pool, an arm's
+    outputs), so the kernel's flusher does not run during the next arm; with `cold`, also drop
+    the page cache."""
+    if cold:
+        drop_page_cache()
+    else:
+        os.sync()
+
+
 def copy_tars(tars: list, dest: Path, how: str, workers: int = 1) -> None:
     """The baseline: coreutils copying the tars' bytes into a fresh target. "cp xN": N cp
     processes side by side, each over its own contiguous share of the tars."""
@@ -290,15 +300,13 @@ def main() -> int:
         for rep in range(args.rounds):
             took = {}
             for how in ("cp", "cat", cp_n):
-                if args.cold:
-                    drop_page_cache()
+                settle(args.cold)
                 t = time.perf_counter()
                 copy_tars(tars, root / f"copy{rep}", how.split()[0] if how != cp_n else "cpN", n_workers)
                 took[how] = time.perf_counter() - t
                 shutil.rmtree(root / f"copy{rep}")
             for arm, workers in arms.items():
-                if args.cold:
-                    drop_page_cache()
+                settle(args.cold)
                 dest = root / f"reshard{rep}"
                 t = time.perf_counter()
                 written, took[f"{arm} phase 1"] = run_reshard(arm, workers, root, chunks, dest, args.experts,

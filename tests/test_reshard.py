@@ -17,7 +17,7 @@ import pytest
 import webdataset as wds
 
 from modeflow.errors import InputDataError, ModeflowError
-from modeflow.reshard import index_chunk, ooc_draw, write_expert
+from modeflow.reshard import absent_from_pool, index_chunk, ooc_draw, write_expert
 from modeflow.reshard_check import plot_experts, verify_experts
 from modeflow.tarindex import index_tar
 from modeflow.uids import UID_DTYPE, pairs_to_uids, uid_pairs, uids_to_pairs
@@ -162,6 +162,29 @@ def test_shuffle_changes_order_not_content(pool):
     plain, shuffled = written_uids(dirs[0]), written_uids(dirs_s[0])
     assert sorted(plain) == sorted(shuffled) and plain != shuffled
     assert plain == sorted(plain, key=uids.index)  # unshuffled: pool order
+
+
+@pytest.mark.parametrize("pool_has_duplicate_uid", [False, True])
+def test_absent_counts_with_upsampled_and_duplicate_uids(tmp_path, pool_has_duplicate_uid):
+    """Absent subset entries are counted alike whether or not a uid occurs twice in the pool (the
+    usual unique case counts from the rows' copies, the other searches the subset)."""
+    a, b, c, gone = ([i, 10 * i] for i in (1, 2, 3, 4))
+    subset = np.array([tuple(u) for u in (a, b, b, b, c, gone, gone)], dtype=UID_DTYPE)  # sorted
+    rows = [(a, False, 1), (b, False, 3), (c, False, 1), (a, True, 1)]  # a also drawn out of cluster
+    if pool_has_duplicate_uid:
+        rows.append((c, False, 1))  # a second pool sample with c's uid, in another chunk
+    tables = []
+    for part in (rows[:2], rows[2:]):
+        tables.append(pa.table({"uid_hi": pa.array([u[0] for u, _, _ in part], pa.uint64()),
+                                "uid_lo": pa.array([u[1] for u, _, _ in part], pa.uint64()),
+                                "ooc": [o for _, o, _ in part], "copies": pa.array([k for _, _, k in part], pa.int32())}))
+    paths = []
+    for i, t in enumerate(tables):
+        paths.append(tmp_path / f"index{i}.parquet")
+        pq.write_table(t, paths[-1])
+    expected = {"absent_entries": 2, "absent_uids": 1}
+    assert absent_from_pool(paths, subset) == expected
+    assert absent_from_pool(paths, subset, tables) == expected
 
 
 def test_layout_meta_and_webdataset(pool):

@@ -65,9 +65,14 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def json_text(obj) -> str:
+    """How modeflow writes json files: indented, keys sorted."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
 def write_json(target: str | os.PathLike, obj) -> None:
     with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json_text(obj))
 
 
 def save_npy(target: str | os.PathLike, array: np.ndarray) -> None:
@@ -75,8 +80,9 @@ def save_npy(target: str | os.PathLike, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
-def write_parquet(target: str | os.PathLike, table) -> None:
+def write_parquet(target: str | os.PathLike, table, **options) -> None:
+    """`options`: pyarrow.parquet.write_table's."""
     import pyarrow.parquet as pq
 
     with atomic_path(target, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, **options)

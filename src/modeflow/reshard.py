@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .atomic import atomic_dir, atomic_path, save_npy, write_json, write_parquet
+from .atomic import atomic_dir, json_text, write_json, write_parquet
 from .errors import ConfigError, InputDataError
-from .tarindex import BLOCK, digit_keys, index_tar, rename_members
+from .tarindex import BLOCK, digit_keys, index_tar, patch_members, rename_members, renamed_checksums
 from .plan import expert_name
 from .uids import UID_DTYPE, is_sorted, sort_pairs, uid_keys, uid_pairs
 
@@ -101,7 +101,7 @@ def _locate(rows_shard, rows_key, tar_paths, embed_path) -> dict:
     start, end, key_len = (np.zeros(n, np.int64) for _ in range(3))
     tar_of = np.empty(n, dtype=object)
     n_members = np.zeros(n, np.int64)
-    member_parts: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, their member offsets) per tar
+    member_parts: list[tuple] = []  # (rows, their members' offsets, checksum bases) per tar
     not_embedded = 0
     for shard, path in by_shard.items():
         index = index_tar(path)  # every tar of the chunk, so a corrupt one is never skipped
@@ -124,15 +124,18 @@ def _locate(rows_shard, rows_key, tar_paths, embed_path) -> dict:
         tar_of[rows] = path
         n_members[rows] = count[sample]
         flat = _ranges(first_member[sample], count[sample])
-        member_parts.append((rows, index.member_block[flat] - np.repeat(start[rows], count[sample])))
-    # member offsets as one list array aligned with the rows
+        member_parts.append((rows, index.member_block[flat] - np.repeat(start[rows], count[sample]),
+                             index.member_chk_base[flat]))
+    # per-member values as list arrays aligned with the rows
     offsets = np.concatenate([[0], np.cumsum(n_members)])
-    values = np.zeros(offsets[-1], np.int64)
-    for rows, rel in member_parts:
-        values[_ranges(offsets[rows], n_members[rows])] = rel
-    members = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    values, chk_base = np.zeros(offsets[-1], np.int64), np.zeros(offsets[-1], np.int64)
+    for rows, rel, base in member_parts:
+        at = _ranges(offsets[rows], n_members[rows])
+        values[at], chk_base[at] = rel, base
     return {"tar": tar_of, "start_block": start, "end_block": end, "key_len": key_len,
-            "members": members, "not_embedded": int(not_embedded)}
+            "members": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+            "chk_base": pa.ListArray.from_arrays(pa.array(offsets), pa.array(chk_base)),
+            "not_embedded": int(not_embedded)}
 
 
 def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, out_json, *,
@@ -185,8 +188,10 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
         "end_block": pa.array(where["end_block"][at]),
         "key_len": pa.array(where["key_len"][at], pa.int32()),
         "member_blocks": where["members"].take(pa.array(at)),
+        "member_chk_base": where["chk_base"].take(pa.array(at)),
     })
-    write_parquet(out_parquet, table)
+    # dictionary pages only where values repeat: trying them on uids and offsets cost ~40% of the write
+    write_parquet(out_parquet, table, use_dictionary=["tar"])
     stats = {
         "pool_samples": int(len(uids)),
         "kept_samples": int(len(kept)),
@@ -204,13 +209,22 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
 
 # all but the uid strings, which phase 2 never needs (uid_hi/uid_lo carry the same)
 _PHASE2_COLUMNS = ["uid_hi", "uid_lo", "expert", "ooc", "copies", "tar", "start_block", "end_block",
-                   "key_len", "member_blocks"]
+                   "key_len", "member_blocks", "member_chk_base"]
 
 
 def _read_index(index_paths) -> list[pa.Table]:
     """Every phase-1 index table, each read once: one plain read per file is several times
     cheaper than one filtered read per use (the expert's rows and the absent count need both)."""
-    tables = [pq.read_table(p, columns=_PHASE2_COLUMNS) for p in index_paths]
+    tables = []
+    for path in index_paths:
+        try:
+            tables.append(pq.read_table(path, columns=_PHASE2_COLUMNS))
+        except pa.ArrowInvalid:
+            missing = [c for c in _PHASE2_COLUMNS if c not in pq.read_schema(path).names]
+            if not missing:
+                raise
+            raise InputDataError(f"{path}: reshard index lacks column(s) {missing} (written by an older "
+                                 "modeflow); rerun its phase 1, e.g. snakemake -R reshard_part") from None
     return [t.cast(tables[0].schema) for t in tables]
 
 
@@ -225,10 +239,17 @@ def absent_from_pool(index_paths, subset: np.ndarray, tables: list[pa.Table] | N
     """Subset entries whose uid matched no pool sample (every matched uid has an in-cluster row).
     `tables`: the index already read (_read_index), to spare reading it again."""
     if tables is None:
-        tables = [pq.read_table(p, columns=["uid_hi", "uid_lo", "ooc"]) for p in index_paths]
-    found = sort_pairs(np.concatenate(
-        [_pairs(t.filter(pc.invert(t["ooc"]))) for t in tables] or [np.zeros(0, UID_DTYPE)]))
-    present = multiplicity(found, subset) > 0
+        tables = [pq.read_table(p, columns=["uid_hi", "uid_lo", "ooc", "copies"]) for p in index_paths]
+    in_cluster = [t.filter(pc.invert(t["ooc"])) for t in tables]
+    found = np.concatenate([_pairs(t) for t in in_cluster] or [np.zeros(0, UID_DTYPE)])
+    keys = np.sort(uid_keys(found))
+    if not (keys[1:] == keys[:-1]).any():
+        # each uid in the pool once (the usual case): an in-cluster row's `copies` is how many
+        # subset entries its uid matched, so no search of the subset is needed
+        matched = sum(int(pc.sum(t["copies"]).as_py() or 0) for t in in_cluster)
+        distinct = int(len(subset) > 0) + int((uid_keys(subset[1:]) != uid_keys(subset[:-1])).sum())
+        return {"absent_entries": int(len(subset)) - matched, "absent_uids": distinct - len(found)}
+    present = multiplicity(sort_pairs(found), subset) > 0
     return {"absent_entries": int((~present).sum()),
             "absent_uids": int(len(np.unique(uid_keys(subset[~present]))))}
 
@@ -277,22 +298,15 @@ class _TarFiles:
 _COPY_BATCH_BYTES = 1 << 20
 
 
-def _gather(files: _TarFiles, tar, start, end, scratch: np.ndarray) -> np.ndarray:
-    """The samples' raw blocks back to back (input order) in a prefix of `scratch`. Each sample
-    is read straight into its place (one preadv, no temporary bytes, no join), in file order;
-    `scratch` is reused because fresh memory costs a page fault and zeroing per page, about as
-    much as the copy itself. (A memory map of each tar measured no faster, and unmapping it cost
-    more; copy_file_range per sample was no faster for 16-48 KiB samples and ~2.5x slower for
-    1-3 KiB ones.)"""
-    length = (end - start) * BLOCK
-    out_at = np.cumsum(length) - length
-    out = memoryview(scratch)
-    order = np.lexsort((start, tar))
-    for t, a, n, o in zip(tar[order].tolist(), (start[order] * BLOCK).tolist(),
-                          length[order].tolist(), out_at[order].tolist()):
-        if os.preadv(files[t], [out[o:o + n]], a) != n:
+def _read_samples(files: _TarFiles, reads: list, into: memoryview) -> None:
+    """Read each (tar id, byte offset, length, offset in `into`) sample straight into its place:
+    one preadv each, no temporary bytes, no join. `into` is a reused buffer, because fresh memory
+    costs a page fault and zeroing per page, about as much as the copy itself. (A memory map of
+    each tar measured no faster, and unmapping it cost more; copy_file_range per sample was no
+    faster for 16-48 KiB samples and ~2.5x slower for 1-3 KiB ones.)"""
+    for t, a, n, o in reads:
+        if os.preadv(files[t], [into[o:o + n]], a) != n:
             raise InputDataError(f"{files.names[t]}: shorter than when it was indexed (rerun reshard)")
-    return scratch[:int(length.sum())]
 
 
 def _batch_bounds(out_start: np.ndarray, limit: int) -> np.ndarray:
@@ -314,26 +328,46 @@ def _write_shard(path, entries: dict, sel: np.ndarray, first_key: int, key_width
                  files: _TarFiles, scratch: np.ndarray) -> None:
     """One output tar: the selected samples' blocks as they are, member headers renamed to
     running keys (only the header blocks are touched). Copied in batches of about
-    _COPY_BATCH_BYTES: gather, rename the batch's headers, write."""
+    _COPY_BATCH_BYTES: read the batch's samples, rename their headers, write."""
     tar, start, end = entries["tar"][sel], entries["start_block"][sel], entries["end_block"][sel]
     length = end - start
     out_start = np.cumsum(length) - length
     n_members = entries["n_members"][sel]
-    rel = entries["member_values"][_ranges(entries["member_offsets"][sel], n_members)]
-    heads = np.repeat(out_start, n_members) + rel
+    members = _ranges(entries["member_offsets"][sel], n_members)
+    heads = np.repeat(out_start, n_members) + entries["member_values"][members]
     keys = digit_keys(np.repeat(np.arange(first_key, first_key + len(sel)), n_members), key_width)
     key_len = np.repeat(entries["key_len"][sel], n_members)
+    same_width = bool((key_len == key_width).all())  # img2dataset's 9-digit keys: patch in place
+    chksums = renamed_checksums(entries["member_chk_base"][members], keys) if same_width else None
     first_member = np.append(np.cumsum(n_members) - n_members, len(heads))
-    # "r+b", not "wb": the temp file exists (empty), and truncating it makes ext4 (auto_da_alloc)
-    # flush the whole file to disk on close, which cost more than writing it
-    with atomic_path(path, suffix=".tar") as tmp, open(tmp, "r+b") as fh:
-        bounds = _batch_bounds(out_start * BLOCK, _COPY_BATCH_BYTES).tolist()
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            buf = _gather(files, tar[a:b], start[a:b], end[a:b], scratch)
+    # the copy plan, made once per shard: a batch's samples are read in file order, each into its
+    # place in the batch (offsets in bytes from the batch's start)
+    bounds = _batch_bounds(out_start * BLOCK, _COPY_BATCH_BYTES)
+    batch = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    batch_start = out_start[bounds[:-1]][batch]
+    heads -= np.repeat(batch_start, n_members)
+    order = np.lexsort((start, tar, batch))  # sorted by batch first: batch b stays at bounds[b]:bounds[b + 1]
+    reads = list(zip(tar[order].tolist(), (start[order] * BLOCK).tolist(), (length[order] * BLOCK).tolist(),
+                     ((out_start - batch_start)[order] * BLOCK).tolist()))
+    batch_bytes = np.add.reduceat(length, bounds[:-1]) * BLOCK if len(sel) else np.zeros(0, np.int64)
+    into = memoryview(scratch)
+    bounds, first_member = bounds.tolist(), first_member.tolist()
+    # a new file ("xb"), never a truncated one: truncating makes ext4 (auto_da_alloc) flush the
+    # whole file to disk on close, which cost more than writing it
+    with open(path, "xb") as fh:
+        for a, b, n_bytes in zip(bounds[:-1], bounds[1:], batch_bytes.tolist()):
+            _read_samples(files, reads[a:b], into)
+            buf = scratch[:n_bytes]
             m = slice(first_member[a], first_member[b])
-            rename_members(buf, heads[m] - out_start[a], key_len[m], keys[m])
-            fh.write(memoryview(buf))
+            if same_width:
+                patch_members(buf, heads[m], keys[m], chksums[m])
+            else:
+                rename_members(buf, heads[m], key_len[m], keys[m])
+            fh.write(into[:n_bytes])
         fh.write(_END_OF_ARCHIVE)
+
+
+_PER_MEMBER = ("member_values", "member_chk_base")  # entries indexed by member, not by sample
 
 
 def _entry_arrays(table: pa.Table) -> tuple[dict, list[str]]:
@@ -359,6 +393,7 @@ def _entry_arrays(table: pa.Table) -> tuple[dict, list[str]]:
         "n_members": lengths[rep],
         "member_offsets": (np.cumsum(lengths) - lengths)[rep],
         "member_values": members.flatten().to_numpy(),
+        "member_chk_base": table["member_chk_base"].combine_chunks().flatten().to_numpy(),
     }
     return entries, tar_names
 
@@ -385,6 +420,8 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
     if shard_size < 1:
         raise ConfigError(f"reshard.shard_size must be >= 1, got {shard_size}")
     name = label or expert_name(expert)
+    # every file below goes into a temp directory renamed onto out_dir at the end: the directory
+    # is the atomic unit, so its files are written in place
     subset = load_subset(subset_path)
     tables = _read_index(index_paths)
     entries, tar_names = _entry_arrays(_expert_entries(tables, expert))
@@ -397,7 +434,7 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
     order = np.arange(n)
     if shuffle:
         order = np.random.default_rng([seed % 2**63, expert, 0x5E]).permutation(n)
-    entries = {k: (v if k == "member_values" else v[order]) for k, v in entries.items()}
+    entries = {k: (v if k in _PER_MEMBER else v[order]) for k, v in entries.items()}
     key_width = max(9, len(str(max(n - 1, 0))))
     n_shards = -(-n // shard_size)
     files = _TarFiles(tar_names)
@@ -408,12 +445,12 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
                 sel = np.arange(s * shard_size, min(n, (s + 1) * shard_size))
                 _write_shard(tmp / SHARD_FORMAT.format(s), entries, sel, int(sel[0]), key_width, files, scratch)
                 in_cluster = int((~entries["ooc"][sel]).sum())
-                write_json(tmp / f"{s:08d}_stats.json", {
+                (tmp / f"{s:08d}_stats.json").write_text(json_text({
                     "count": len(sel), "successes": len(sel), "failed_to_download": 0, "failed_to_resize": 0,
-                    "in_cluster": in_cluster, "ooc": len(sel) - in_cluster})
+                    "in_cluster": in_cluster, "ooc": len(sel) - in_cluster}))
         finally:
             files.close()
-        save_npy(tmp / "sample_ids.npy", sort_pairs(entries["pairs"]))
+        np.save(tmp / "sample_ids.npy", sort_pairs(entries["pairs"]))
         in_cluster = int((~entries["ooc"]).sum())
         meta = {
             "expert": name,
@@ -434,5 +471,5 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
             "key_width": key_width,
             "empty": n == 0,
         }
-        write_json(tmp / "meta.json", meta)
+        (tmp / "meta.json").write_text(json_text(meta))
     return meta
