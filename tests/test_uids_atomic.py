@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from modeflow.atomic import atomic_dir, atomic_path, save_npy, write_json
-from modeflow.uids import UID_DTYPE, derive_uid, is_valid_uid, pairs_to_uids, uids_to_pairs
+from modeflow.errors import InputDataError
+from modeflow.uids import UID_DTYPE, derive_uid, is_valid_uid, pairs_to_uids, uid_pairs, uids_to_pairs
 
 
 def test_derive_uid_is_stable_hex_and_separates_fields():
@@ -24,6 +25,21 @@ def test_pairs_roundtrip_sorted_like_datacomp():
     expected.sort()
     assert np.array_equal(pairs, expected)
     assert sorted(pairs_to_uids(pairs)) == sorted(uids)
+
+
+def test_uid_pairs_from_an_arrow_column_match_python_strings():
+    """A pyarrow string column is parsed from its buffers; the result and the errors are those of
+    a list of str, chunked and sliced columns included."""
+    import pyarrow as pa
+
+    uids = [derive_uid(str(i), "c") for i in range(40)]
+    column = pa.chunked_array([pa.array(uids[:15]), pa.array(uids[15:])])
+    assert np.array_equal(uid_pairs(column), uid_pairs(uids))
+    assert np.array_equal(uid_pairs(pa.array(uids).slice(7, 20)), uid_pairs(uids[7:27]))
+    for bad in ("A" * 32, "abc", "g" * 32):
+        for given in (uids[:3] + [bad], pa.array(uids[:3] + [bad])):
+            with pytest.raises(InputDataError, match=f"t.parquet: invalid uid b'{bad}'"):
+                uid_pairs(given, "t.parquet")
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):

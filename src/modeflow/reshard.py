@@ -74,15 +74,17 @@ def ooc_draw(seed: int, pairs: np.ndarray, expert: int) -> np.ndarray:
 
 # --- phase 1: per chunk -----------------------------------------------------------------------
 
-def _read_columns(path, columns) -> pa.Table:
+def _read_columns(path, columns, missing_hint: str = "") -> pa.Table:
+    """Just `columns` of a parquet file, errors naming the file. A plain ParquetFile read: for
+    files of a few thousand rows, pq.read_table's dataset layer costs as much as the read."""
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path) as parquet:
+            missing = [c for c in columns if c not in parquet.schema_arrow.names]
+            if missing:
+                raise InputDataError(f"{path}: missing column(s) {missing}{missing_hint}")
+            return parquet.read(columns=columns, use_threads=False)
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputDataError(f"{path}: cannot read parquet: {exc}") from None
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise InputDataError(f"{path}: missing column(s) {missing}")
-    return table.select(columns)
 
 
 def _ranges(first: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -91,29 +93,33 @@ def _ranges(first: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.repeat(first - offsets, count) + np.arange(count.sum())
 
 
-def _locate(rows_shard, rows_key, tar_paths, embed_path) -> dict:
-    """Byte layout of every (shard, key) sample of the chunk in its tars (block offsets)."""
+def _locate(shard_column: pa.ChunkedArray, key_column: pa.ChunkedArray, tar_paths, embed_path) -> dict:
+    """Byte layout of every (shard, key) sample of the chunk in its tars (block offsets); tars as
+    ids into the returned list "tars"."""
     by_shard = {Path(p).name.removesuffix(".tar"): str(p) for p in tar_paths}
-    unknown = sorted(set(rows_shard.tolist()) - set(by_shard))
+    shards = shard_column.combine_chunks().dictionary_encode()
+    shard_names, shard_ids = shards.dictionary.to_pylist(), shards.indices.to_numpy()
+    unknown = sorted(set(shard_names) - set(by_shard))
     if unknown:
         raise InputDataError(f"{embed_path}: rows name shard(s) {unknown[:5]} that are not among this chunk's tars")
-    n = len(rows_shard)
+    rows_key = key_column.combine_chunks()
+    n = len(shard_ids)
     start, end, key_len = (np.zeros(n, np.int64) for _ in range(3))
-    tar_of = np.empty(n, dtype=object)
+    tar_of = np.zeros(n, np.int64)
     n_members = np.zeros(n, np.int64)
     member_parts: list[tuple] = []  # (rows, their members' offsets, checksum bases) per tar
     not_embedded = 0
-    for shard, path in by_shard.items():
+    for tar_id, (shard, path) in enumerate(by_shard.items()):
         index = index_tar(path)  # every tar of the chunk, so a corrupt one is never skipped
-        rows = np.flatnonzero(rows_shard == shard)
-        keys = np.asarray(rows_key[rows].tolist(), dtype=index.sample_keys.dtype) if len(rows) else \
-            np.zeros(0, index.sample_keys.dtype)
+        rows = np.flatnonzero(shard_ids == shard_names.index(shard)) if shard in shard_names else np.zeros(0, np.int64)
+        row_keys = rows_key.take(pa.array(rows)).to_pylist()
+        keys = np.asarray(row_keys, dtype=index.sample_keys.dtype) if len(rows) else np.zeros(0, index.sample_keys.dtype)
         order = np.argsort(index.sample_keys)
         pos = np.searchsorted(index.sample_keys, keys, sorter=order)
         sample = order[np.minimum(pos, max(len(order) - 1, 0))] if len(order) else pos
         found = (pos < len(order)) & (index.sample_keys[sample] == keys if len(order) else False)
         if not np.all(found):
-            raise InputDataError(f"{embed_path}: sample {rows_key[rows][np.argmax(~found)]!r} of shard "
+            raise InputDataError(f"{embed_path}: sample {row_keys[int(np.argmax(~found))]!r} of shard "
                                  f"{shard} is not in {path} (embed table and tars out of step)")
         not_embedded += len(index.sample_keys) - len(np.unique(sample))
         first_member = np.searchsorted(index.member_sample, np.arange(len(index.sample_keys)))
@@ -121,7 +127,7 @@ def _locate(rows_shard, rows_key, tar_paths, embed_path) -> dict:
         start[rows] = index.sample_start[sample]
         end[rows] = index.sample_end[sample]
         key_len[rows] = index.sample_key_len[sample]
-        tar_of[rows] = path
+        tar_of[rows] = tar_id
         n_members[rows] = count[sample]
         flat = _ranges(first_member[sample], count[sample])
         member_parts.append((rows, index.member_block[flat] - np.repeat(start[rows], count[sample]),
@@ -132,7 +138,7 @@ def _locate(rows_shard, rows_key, tar_paths, embed_path) -> dict:
     for rows, rel, base in member_parts:
         at = _ranges(offsets[rows], n_members[rows])
         values[at], chk_base[at] = rel, base
-    return {"tar": tar_of, "start_block": start, "end_block": end, "key_len": key_len,
+    return {"tar": tar_of, "tars": list(by_shard.values()), "start_block": start, "end_block": end, "key_len": key_len,
             "members": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
             "chk_base": pa.ListArray.from_arrays(pa.array(offsets), pa.array(chk_base)),
             "not_embedded": int(not_embedded)}
@@ -146,12 +152,11 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
     assign_path None pools the subset instead: every kept sample goes to "expert" 0, no ooc copies
     (num_experts must be 1) — the all-data shards the seed model and the dense baseline train on."""
     emb = _read_columns(embed_path, ["uid", "shard", "key"])
-    uids = np.asarray(emb["uid"].to_pylist(), dtype=object)
-    pairs = uid_pairs(uids, str(embed_path))
+    pairs = uid_pairs(emb["uid"], str(embed_path))
     if assign_path is None:
         if num_experts != 1 or ooc_ratio:
             raise ValueError("a pooled reshard has one output and no out-of-cluster copies")
-        expert = np.zeros(len(uids), np.int64)
+        expert = np.zeros(emb.num_rows, np.int64)
     else:
         asg = _read_columns(assign_path, ["uid", "expert"])
         if emb.num_rows != asg.num_rows or not emb["uid"].equals(asg["uid"]):
@@ -173,27 +178,26 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
     order = np.lexsort((ooc, row, exp))  # per expert: pool order, so outputs follow the input
     row, exp, ooc = row[order], exp[order], ooc[order]
 
-    where = _locate(np.asarray(emb["shard"].to_pylist(), dtype=object),
-                    np.asarray(emb["key"].to_pylist(), dtype=object), tar_paths, embed_path)
-    at = row
+    where = _locate(emb["shard"], emb["key"], tar_paths, embed_path)
+    at = pa.array(row)
     table = pa.table({
-        "uid": pa.array(uids[row].tolist(), pa.string()),
+        "uid": emb["uid"].take(at),
         "uid_hi": pa.array(pairs["f0"][row]),  # numeric twin of uid: phase 2 never parses strings
         "uid_lo": pa.array(pairs["f1"][row]),
         "expert": pa.array(exp, pa.int32()),
         "ooc": pa.array(ooc),
         "copies": pa.array(mult[row], pa.int32()),
-        "tar": pa.array(where["tar"][at].tolist(), pa.string()).dictionary_encode(),
-        "start_block": pa.array(where["start_block"][at]),
-        "end_block": pa.array(where["end_block"][at]),
-        "key_len": pa.array(where["key_len"][at], pa.int32()),
-        "member_blocks": where["members"].take(pa.array(at)),
-        "member_chk_base": where["chk_base"].take(pa.array(at)),
+        "tar": pa.DictionaryArray.from_arrays(pa.array(where["tar"][row], pa.int32()), pa.array(where["tars"], pa.string())),
+        "start_block": pa.array(where["start_block"][row]),
+        "end_block": pa.array(where["end_block"][row]),
+        "key_len": pa.array(where["key_len"][row], pa.int32()),
+        "member_blocks": where["members"].take(at),
+        "member_chk_base": where["chk_base"].take(at),
     })
     # dictionary pages only where values repeat: trying them on uids and offsets cost ~40% of the write
     write_parquet(out_parquet, table, use_dictionary=["tar"])
     stats = {
-        "pool_samples": int(len(uids)),
+        "pool_samples": int(emb.num_rows),
         "kept_samples": int(len(kept)),
         "kept_entries": int(mult[kept].sum()),
         "in_cluster": {expert_name(j): int(mult[row[(exp == j) & ~ooc]].sum()) for j in range(num_experts)},
@@ -215,16 +219,8 @@ _PHASE2_COLUMNS = ["uid_hi", "uid_lo", "expert", "ooc", "copies", "tar", "start_
 def _read_index(index_paths) -> list[pa.Table]:
     """Every phase-1 index table, each read once: one plain read per file is several times
     cheaper than one filtered read per use (the expert's rows and the absent count need both)."""
-    tables = []
-    for path in index_paths:
-        try:
-            tables.append(pq.read_table(path, columns=_PHASE2_COLUMNS))
-        except pa.ArrowInvalid:
-            missing = [c for c in _PHASE2_COLUMNS if c not in pq.read_schema(path).names]
-            if not missing:
-                raise
-            raise InputDataError(f"{path}: reshard index lacks column(s) {missing} (written by an older "
-                                 "modeflow); rerun its phase 1, e.g. snakemake -R reshard_part") from None
+    hint = " (an index written by an older modeflow: rerun phase 1, e.g. snakemake -R reshard_part)"
+    tables = [_read_columns(path, _PHASE2_COLUMNS, hint) for path in index_paths]
     return [t.cast(tables[0].schema) for t in tables]
 
 
@@ -239,15 +235,17 @@ def absent_from_pool(index_paths, subset: np.ndarray, tables: list[pa.Table] | N
     """Subset entries whose uid matched no pool sample (every matched uid has an in-cluster row).
     `tables`: the index already read (_read_index), to spare reading it again."""
     if tables is None:
-        tables = [pq.read_table(p, columns=["uid_hi", "uid_lo", "ooc", "copies"]) for p in index_paths]
+        tables = [_read_columns(p, ["uid_hi", "uid_lo", "ooc", "copies"]) for p in index_paths]
     in_cluster = [t.filter(pc.invert(t["ooc"])) for t in tables]
     found = np.concatenate([_pairs(t) for t in in_cluster] or [np.zeros(0, UID_DTYPE)])
-    keys = np.sort(uid_keys(found))
-    if not (keys[1:] == keys[:-1]).any():
-        # each uid in the pool once (the usual case): an in-cluster row's `copies` is how many
-        # subset entries its uid matched, so no search of the subset is needed
+    high = np.sort(found["f0"])
+    if not (high[1:] == high[:-1]).any():
+        # each uid in the pool once (the usual case; distinct high halves prove it): an
+        # in-cluster row's `copies` is how many subset entries its uid matched, so no search
+        # of the subset is needed
         matched = sum(int(pc.sum(t["copies"]).as_py() or 0) for t in in_cluster)
-        distinct = int(len(subset) > 0) + int((uid_keys(subset[1:]) != uid_keys(subset[:-1])).sum())
+        hi, lo = subset["f0"], subset["f1"]
+        distinct = int(len(subset) > 0) + int(((hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])).sum())
         return {"absent_entries": int(len(subset)) - matched, "absent_uids": distinct - len(found)}
     present = multiplicity(sort_pairs(found), subset) > 0
     return {"absent_entries": int((~present).sum()),

@@ -27,19 +27,43 @@ def is_valid_uid(uid: str) -> bool:
     return isinstance(uid, str) and bool(_UID_RE.match(uid))
 
 
-def uid_pairs(uids: Iterable[str], where: str = "") -> np.ndarray:
-    """uid strings -> (high, low) u8 pairs in the given order (vectorised; `where` names the
-    source in the error for a malformed uid)."""
-    raw = np.asarray(list(uids), dtype="S32")
-    digits = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(len(raw), 32) if len(raw) else \
-        np.zeros((0, 32), np.uint8)
+def _arrow_uid_digits(uids) -> np.ndarray | None:
+    """(n, 32) uint8 straight from the buffers of a pyarrow string column whose values are all 32
+    bytes (no Python string per uid); None for anything else."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return None
+    if isinstance(uids, pa.ChunkedArray):
+        uids = uids.combine_chunks()
+    if not isinstance(uids, (pa.StringArray, pa.LargeStringArray)) or uids.null_count:
+        return None
+    width = np.int64 if isinstance(uids, pa.LargeStringArray) else np.int32
+    offsets = np.frombuffer(uids.buffers()[1], width, count=len(uids) + 1, offset=uids.offset * np.dtype(width).itemsize)
+    if len(uids) == 0 or not (np.diff(offsets) == 32).all():
+        return None
+    return np.frombuffer(uids.buffers()[2], np.uint8)[offsets[0]:offsets[-1]].reshape(len(uids), 32)
+
+
+def uid_pairs(uids, where: str = "") -> np.ndarray:
+    """uid strings (an iterable, or a pyarrow string column) -> (high, low) u8 pairs in the given
+    order (vectorised; `where` names the source in the error for a malformed uid)."""
+    digits = _arrow_uid_digits(uids)
+    if digits is None:
+        raw = np.asarray(list(uids.to_pylist() if hasattr(uids, "to_pylist") else uids), dtype="S32")
+        digits = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(len(raw), 32) if len(raw) else \
+            np.zeros((0, 32), np.uint8)
+        short = np.char.str_len(raw) != 32
+    else:
+        short = np.zeros(len(digits), bool)
     value = np.where(digits >= ord("a"), digits - ord("a") + 10, digits - ord("0")).astype(np.uint64)
     bad = ((digits < ord("0")) | ((digits > ord("9")) & (digits < ord("a"))) | (digits > ord("f"))).any(1)
-    bad |= np.char.str_len(raw) != 32
+    bad |= short
     if bad.any():
-        raise InputDataError(f"{where}: invalid uid {raw[np.argmax(bad)]!r} (expected 32 lowercase hex chars)")
+        raise InputDataError(f"{where}: invalid uid {bytes(digits[np.argmax(bad)]).rstrip(bytes(1))!r} "
+                             "(expected 32 lowercase hex chars)")
     shifts = np.arange(60, -1, -4, dtype=np.uint64)
-    out = np.empty(len(raw), dtype=UID_DTYPE)
+    out = np.empty(len(digits), dtype=UID_DTYPE)
     out["f0"] = (value[:, :16] << shifts).sum(1, dtype=np.uint64)
     out["f1"] = (value[:, 16:] << shifts).sum(1, dtype=np.uint64)
     return out
