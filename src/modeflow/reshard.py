@@ -2,13 +2,16 @@
 
 Phase 1 (`index_chunk`, one job per chunk) decides membership from uid tables (embed parquet ×
 assignment × subset; nothing in the tars is parsed) and records where each kept sample's bytes
-lie in its input tar. Phase 2 (`write_expert`, one job per expert) copies those byte ranges into
-exact `shard_size` tars, renaming members to a running key. Samples are copied as raw tar blocks,
-so the data is written once (see modeflow.tarindex and bench/bench_reshard.py for why).
+lie in its input tar, with each member header's checksum base; its index parquet holds each
+expert's rows in row groups of their own. Phase 2 (`write_expert`, one job per expert) reads its
+row groups and copies those byte ranges into exact `shard_size` tars, renaming members to a
+running key. Samples are copied as raw tar blocks, so the data is written once (see
+modeflow.tarindex and bench/bench_reshard.py for why).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -19,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .atomic import atomic_dir, json_text, write_json, write_parquet
+from .atomic import atomic_dir, atomic_path, json_text, write_json
 from .errors import ConfigError, InputDataError
 from .tarindex import BLOCK, digit_keys, index_tar, patch_members, rename_members, renamed_checksums
 from .plan import expert_name
@@ -74,17 +77,24 @@ def ooc_draw(seed: int, pairs: np.ndarray, expert: int) -> np.ndarray:
 
 # --- phase 1: per chunk -----------------------------------------------------------------------
 
-def _read_columns(path, columns, missing_hint: str = "") -> pa.Table:
-    """Just `columns` of a parquet file, errors naming the file. A plain ParquetFile read: for
-    files of a few thousand rows, pq.read_table's dataset layer costs as much as the read."""
+@contextlib.contextmanager
+def _parquet(path, columns, missing_hint: str = ""):
+    """A parquet file open for reading `columns` (checked present); errors name the file. Plain
+    ParquetFile reads: for files of a few thousand rows, pq.read_table's dataset layer costs as
+    much as the read."""
     try:
         with pq.ParquetFile(path) as parquet:
             missing = [c for c in columns if c not in parquet.schema_arrow.names]
             if missing:
                 raise InputDataError(f"{path}: missing column(s) {missing}{missing_hint}")
-            return parquet.read(columns=columns, use_threads=False)
+            yield parquet
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputDataError(f"{path}: cannot read parquet: {exc}") from None
+
+
+def _read_columns(path, columns) -> pa.Table:
+    with _parquet(path, columns) as parquet:
+        return parquet.read(columns=columns, use_threads=False)
 
 
 def _ranges(first: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -144,6 +154,19 @@ def _locate(shard_column: pa.ChunkedArray, key_column: pa.ChunkedArray, tar_path
             "not_embedded": int(not_embedded)}
 
 
+def _write_index(path, table: pa.Table, rows_per_expert: np.ndarray) -> None:
+    """The index parquet, its rows grouped by expert, one or more row groups per expert: an
+    expert's job then reads just its own row groups (see _expert_rows)."""
+    # dictionary pages only where values repeat: trying them on uids and offsets cost ~40% of the write
+    with atomic_path(path, suffix=".parquet") as tmp, \
+            pq.ParquetWriter(tmp, table.schema, use_dictionary=["tar"]) as writer:
+        start = 0
+        for rows in rows_per_expert.tolist():
+            if rows:
+                writer.write_table(table.slice(start, rows))
+            start += rows
+
+
 def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, out_json, *,
                 num_experts: int, ooc_ratio: float, seed: int) -> dict:
     """Decide which kept sample goes to which expert (in-cluster and out-of-cluster copies) and
@@ -194,8 +217,7 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
         "member_blocks": where["members"].take(at),
         "member_chk_base": where["chk_base"].take(at),
     })
-    # dictionary pages only where values repeat: trying them on uids and offsets cost ~40% of the write
-    write_parquet(out_parquet, table, use_dictionary=["tar"])
+    _write_index(out_parquet, table, np.bincount(exp, minlength=num_experts))
     stats = {
         "pool_samples": int(emb.num_rows),
         "kept_samples": int(len(kept)),
@@ -216,26 +238,33 @@ _PHASE2_COLUMNS = ["uid_hi", "uid_lo", "expert", "ooc", "copies", "tar", "start_
                    "key_len", "member_blocks", "member_chk_base"]
 
 
-def _read_index(index_paths) -> list[pa.Table]:
-    """Every phase-1 index table, each read once: one plain read per file is several times
-    cheaper than one filtered read per use (the expert's rows and the absent count need both)."""
+def _expert_rows(path, expert: int) -> pa.Table:
+    """Expert `expert`'s rows of one phase-1 index file: just its row groups, as index_chunk
+    writes them (one expert per row group, told by the column statistics), else a filtered read."""
     hint = " (an index written by an older modeflow: rerun phase 1, e.g. snakemake -R reshard_part)"
-    tables = [_read_columns(path, _PHASE2_COLUMNS, hint) for path in index_paths]
-    return [t.cast(tables[0].schema) for t in tables]
+    with _parquet(path, _PHASE2_COLUMNS, hint) as parquet:
+        meta, column = parquet.metadata, parquet.schema_arrow.get_field_index("expert")
+        groups = []
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(column).statistics
+            if stats is None or not stats.has_min_max or stats.min != stats.max:
+                table = parquet.read(columns=_PHASE2_COLUMNS, use_threads=False)
+                return table.filter(pc.equal(table["expert"], expert))
+            if stats.min == expert:
+                groups.append(g)
+        return parquet.read_row_groups(groups, columns=_PHASE2_COLUMNS, use_threads=False)
 
 
-def _expert_entries(tables: list[pa.Table], expert: int) -> pa.Table:
+def _read_expert_rows(index_paths, expert: int) -> pa.Table:
+    tables = [_expert_rows(p, expert) for p in index_paths]
     if not tables:
         return pa.table({})
-    picked = [t.filter(pc.equal(t["expert"], expert)) for t in tables]
-    return pa.concat_tables(picked)
+    return pa.concat_tables([t.cast(tables[0].schema) for t in tables])
 
 
-def absent_from_pool(index_paths, subset: np.ndarray, tables: list[pa.Table] | None = None) -> dict:
-    """Subset entries whose uid matched no pool sample (every matched uid has an in-cluster row).
-    `tables`: the index already read (_read_index), to spare reading it again."""
-    if tables is None:
-        tables = [_read_columns(p, ["uid_hi", "uid_lo", "ooc", "copies"]) for p in index_paths]
+def absent_from_pool(index_paths, subset: np.ndarray) -> dict:
+    """Subset entries whose uid matched no pool sample (every matched uid has an in-cluster row)."""
+    tables = [_read_columns(p, ["uid_hi", "uid_lo", "ooc", "copies"]) for p in index_paths]
     in_cluster = [t.filter(pc.invert(t["ooc"])) for t in tables]
     found = np.concatenate([_pairs(t) for t in in_cluster] or [np.zeros(0, UID_DTYPE)])
     high = np.sort(found["f0"])
@@ -421,8 +450,7 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
     # every file below goes into a temp directory renamed onto out_dir at the end: the directory
     # is the atomic unit, so its files are written in place
     subset = load_subset(subset_path)
-    tables = _read_index(index_paths)
-    entries, tar_names = _entry_arrays(_expert_entries(tables, expert))
+    entries, tar_names = _entry_arrays(_read_expert_rows(index_paths, expert))
     if tar_paths is not None:
         tar_names = _relocate(tar_names, tar_paths)
     n = len(entries["pairs"])
@@ -457,7 +485,7 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
                           "shuffle": shuffle, "seed": seed, "ooc_ratio": ooc_ratio,
                           "empty_expert": empty_expert},
             "subset_entries": int(len(subset)),
-            **absent_from_pool(index_paths, subset, tables),
+            **absent_from_pool(index_paths, subset),
             "processed_samples": _pool_samples(index_paths),
             "output_samples": n,
             "in_cluster_samples": in_cluster,

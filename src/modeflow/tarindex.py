@@ -7,6 +7,8 @@ found with numpy: a plain ustar tar is a chain of 512-byte headers, each followe
 padded to 512 bytes, so a candidate set of headers is right exactly when the chain links up.
 Anything else (corruption, a "ustar" lookalike inside image data, truncation) falls back to a
 sequential walk that either finds the true chain or names the member where the tar breaks.
+Renaming a member to a key of the same width touches only the key and the checksum field; the
+index keeps what the new checksum needs (TarIndex.member_chk_base).
 """
 
 from __future__ import annotations
