@@ -25,43 +25,52 @@ json per sample. Payload size (--jpg-kb LO HI, uniform): the default 16-48 KiB i
 web image stored at 256-512 px (~15-60 KB), the workload the reshard exists for; the demo pool's
 images are ~1-3 KB (`--jpg-kb 1 3`), where per-sample costs weigh more.
 
-Figures (20k samples, 10 tars, 4 experts, --rounds 3, best of; 2 vCPUs shared with a demo run
-and other benchmarks, load average 4-5 during both runs, so every arm is slowed and 2 workers
-find no idle core: the parallel figures here are a floor, not what 2 free cores give):
-  16-48 KiB (737 MiB): cp 0.47 s, cat 0.51 s, cp x2 0.42 s; reshard 1 worker 1.36 s (phase 1
-  0.56 s), 2 workers 1.17 s, fresh process per job 10.5 s, previous copy path 2.76 s.
-  Ratios: 1 worker 0.34, 2 workers 0.40 (gate: fails), fresh per job 0.04; vs cp x2 0.36.
-  1-3 KiB (151 MiB): cp 0.077 s, cat 0.13 s, cp x2 0.083 s; reshard 1 worker 0.68 s (phase 1
-  0.24 s), 2 workers 1.09 s, fresh per job 10.3 s, previous copy path 0.96 s.
-  Ratios: 1 worker 0.11, 2 workers 0.07 (gate: fails), fresh per job 0.01; vs cp x2 0.08.
-On an idle machine (load 0.8, 16-48 KiB, best of 3): cat 0.36 s, cp x2 0.20 s; reshard 1 worker
-1.04 s (phase 1 0.31 s), 2 workers 0.62 s, fresh process per job 3.68 s, previous copy path
-1.86 s. Ratios: 1 worker 0.28, 2 workers 0.48 (gate: fails, just), fresh per job 0.08; vs cp x2 0.33.
-Three earlier runs the same day (load 2.5-6.7) spread as widely: 16-48 KiB ratios 0.26-0.33 for
-1 worker and 0.22-0.33 for 2; 1-3 KiB (one run) 0.14 and 0.17. With the cores busy, 2 workers are not
-reliably faster than 1; the gate needs an otherwise idle machine to say anything about the
-stage. Earlier, on a quieter machine (load ~1), with the previous copy path: 16-48 KiB ratio
-~0.27 (cp 0.26 s, reshard ~1.0 s, phase 1 ~0.3 s); 1-3 KiB ~0.11-0.12 (cp 0.06 s, reshard ~0.51 s).
+Figures (20k samples, 10 tars, 4 experts, --rounds 5, best of; idle 2-vCPU VM, load ~1; the
+VM's speed drifts by 10-20% between rounds, so single rounds say little; six runs on 2026-11-23):
+  16-48 KiB (737 MiB): cp 0.30-0.36 s, cat 0.38-0.47 s, cp x2 0.17-0.22 s; reshard 1 worker
+  0.82-0.94 s (phase 1 0.26-0.32 s), 2 workers 0.53-0.64 s, fresh process per job 4.0-6.1 s,
+  previous copy path 1.6-2.2 s. Ratios: 1 worker 0.35-0.39, 2 workers 0.52/0.58/0.61/0.58/0.56/0.54
+  (gate: passes), fresh per job 0.06-0.07; vs cp x2 0.33-0.37 (last three runs).
+  1-3 KiB (151 MiB, one run): cp 0.066 s; reshard 1 worker 0.41 s (phase 1 0.18 s), 2 workers
+  0.30 s. Ratios: 1 worker 0.16, 2 workers 0.22 (per-sample costs dominate; the gate is for
+  DataComp-sized images), fresh per job 0.02.
+Before that day's changes (commit 0bce0af), same settings but 3 rounds: 2 workers 0.42 that day
+(pool 0.78 s against cp 0.33 s) and 0.48 the day before, 1 worker 0.28. Earlier, with the cores shared with a demo run (load
+4-5), every arm slowed and 2 workers found no idle core: 16-48 KiB 0.34 (1 worker) and 0.40 (2);
+the gate needs an otherwise idle machine to say anything about the stage.
 
-Per-job start-up matters at this scale: a fresh interpreter costs ~1-1.5 s per job at this load
-(`import modeflow.reshard` 0.65-0.8 s, then pyarrow imports pandas on its first conversion to
-numpy, ~0.6 s), against ~0.1-0.3 s of work for a 4k-sample chunk or a 5k-sample expert, so the 9
-fresh jobs took 10-22 s per round where the forked pool took 0.6-3.9 s (its start-up: ~0.07 s for
-2 workers). At DataComp scale (10^5-10^6 samples per job) that amortises; for a pool this small,
-per-job start-up, not the copy, sets the stage's wall time.
+Per-job start-up matters at this scale: a fresh interpreter costs ~0.5-1 s per job (`import
+modeflow.reshard` and pyarrow), against ~0.05-0.2 s of work for a 4k-sample chunk or a 5k-sample
+expert, so the 9 fresh jobs take 4-6 s per round where the forked pool takes ~0.6 s. A forked
+worker's first job also runs ~30 ms slower than its next (first parquet read ~10 ms, copy-on-write
+of the parent's pages). At DataComp scale (10^5-10^6 samples per job) that amortises; for a pool
+this small, per-job start-up, not the copy, sets the stage's wall time.
 
-Phase 2 (write_expert) now copies in ~1 MiB batches (gather by preadv into a buffer that stays
-in the CPU cache, rename the batch's headers, write) instead of gathering a whole shard (tens of
-MB) and writing it: the write then re-read the buffer from RAM. Phase 2 alone (4 experts),
-interleaved, best of 3, three runs at load 2-6: 16-48 KiB whole shard 1.54-2.98 s, 1 MiB batches
-0.78-0.96 s (2-4 MiB: 0.67-0.86 s, a tie within the noise; 256 KiB: 1.15-1.28 s, per-batch
-overhead); 1-3 KiB whole shard 0.60-0.62 s, 1 MiB 0.39-0.41 s. Outputs byte-identical (checked
-here and in tests/test_reshard.py). It also caps phase 2's buffer at ~1 MiB + one sample, not a
-shard (default shard_size 10000: ~300 MiB at 32 KiB a sample). Renaming a batch's few headers
-then spent about half its time in the per-column octal parser's numpy calls; a whole-array
-parser for <= 1024 rows (modeflow.tarindex._octal_few) made phase 2 faster in three interleaved
-best-of-7 runs (0.97 -> 0.79 s, 0.74 -> 0.72 s at 16-48 KiB; 0.349 -> 0.342 s at 1-3 KiB);
-phase 1's big arrays keep the per-column loop, which is faster there (33 vs 60 ms, 180k rows).
+Where the time goes (1 worker, per 2-tar chunk / per expert, instrumented): phase 1 ~55-75 ms a
+chunk, of which indexing the two tars ~40 ms: touching every page of the map to find the headers
+~9 ms a 74 MiB tar plus ~4 ms to unmap it (the floor: reading the tar in 1 MiB preads and scanning
+costs the same, 13.7 ms), the rest numpy over the ~12k headers. Phase 2 ~185 ms an expert (5.3k
+samples, 195 MB): preadv into the batch buffer ~50 ms, write ~70 ms (cp's own rate), the rest
+reading the index, renaming headers, stats. What made it cheaper (interleaved A/B, best of 9):
+- header fields gathered through a record dtype over the map (`_HEADER`): one field of 12k headers
+  copies 3-4x faster than slicing (blocks, 512) rows; octal fields in the fixed layout parse in
+  one product; the pax records checked per distinct length-field width; index_tar 253 -> 197 ms
+  for 10 tars;
+- phase 1 records each member's checksum less its key bytes (member_chk_base), so phase 2 renames
+  a 1 MiB batch with a field gather and two field writes instead of ~15 array calls;
+- phase 1 stays in arrow (uids parsed from the column's buffers, shards dictionary-encoded), plain
+  ParquetFile reads (pq.read_table's dataset layer doubled small reads), no dictionary pages for
+  uids; phase 2 reads only its expert's row groups; files inside an expert's temp dir are written
+  in place (the directory is the atomic unit: a temp name and rename per file cost ~1 ms);
+  phase 1 407 -> 365 ms, phase 2 807 -> 755 ms (first half of the changes), then the gate above.
+- os.sync() before each timed arm: writeback of the freshly built pool no longer lands in an arm.
+
+Phase 2 copies in ~1 MiB batches (preadv each sample into a buffer that stays in the CPU cache,
+rename the batch's headers, write) instead of gathering a whole shard (tens of MB) and writing it:
+the write then re-read the buffer from RAM. Phase 2 alone (4 experts), best of 3, at load 2-6:
+16-48 KiB whole shard 1.54-2.98 s, 1 MiB batches 0.78-0.96 s; 1-3 KiB 0.60-0.62 s vs 0.39-0.41 s.
+It also caps phase 2's buffer at ~1 MiB + one sample, not a shard (default shard_size 10000:
+~300 MiB at 32 KiB a sample). Batch sizes 256 KiB-2 MiB now measure alike within the noise.
 
 Tried and not kept (or not pursued):
 - copy_file_range per sample (then patching headers through a map of the output): no faster at
@@ -77,14 +86,18 @@ Tried and not kept (or not pursued):
   1 MiB batch of randomly ordered samples has almost no adjacent pairs; with shuffle off 27% of
   an expert's samples follow their predecessor in the file (4 experts), which would save at most
   that share of preadv calls (~0.2 s of phase 2 at 16-48 KiB is preadv, mostly the copy). Not tried.
-- A walk over the header chain with pread ties with the mmap scan (phase 1).
+- A walk over the header chain with pread ties with the mmap scan (phase 1); so does reading each
+  tar in 1 MiB preads and scanning those (13.7 vs 13 ms a tar). MADV_POPULATE_READ, MADV_RANDOM
+  (fault-around still maps 16 pages a fault) and MADV_HUGEPAGE: no faster.
+- Arrow IPC (feather) instead of parquet for the index: reads 0.3 vs 1.15 ms, writes 1 vs 3.4 ms a
+  chunk; ~15 ms of the stage's critical path, not worth a format change of a user-visible file.
 
 Why 0.5 is out of reach for one worker: cp moves each byte once, inside the kernel; the reshard
 must (1) touch every page of every tar to find the member headers (phase 1) and (2) move each
 kept byte through user space (phase 2; the headers are renamed in between).
 
     .venv/bin/python bench/bench_reshard.py [--samples 20000] [--tars 10] [--experts 4] [--jpg-kb 16 48]
-                                            [--workers N] [--rounds 3] [--cold]
+                                            [--workers N] [--rounds 5] [--cold]
 """
 
 from __future__ import annotations
@@ -275,7 +288,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                     help="jobs side by side in the parallel arms, as snakemake --cores (default: the CPU "
                          "cores this process may use)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="best of this many interleaved rounds")
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     ap.add_argument("--cold", action="store_true",
                     help="drop the page cache before each arm (root only): inputs come from disk, as "
