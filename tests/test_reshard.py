@@ -248,6 +248,28 @@ def test_corrupt_header_is_named(pool):
         run(root, uids)
 
 
+def test_a_header_changed_after_indexing_stops_phase_2(pool):
+    """A member header rewritten after phase 1 (still a valid tar, magic in place) is caught by its
+    checksum field before a stale checksum is written."""
+    root, uids = pool
+    run(root, uids)  # phase 1 done: the index stays
+    tar = root / "00000.tar"
+    with tarfile.open(tar) as t:
+        member = t.getmembers()[0]
+    data = bytearray(tar.read_bytes())
+    at = member.offset_data - 512  # the member's own header (pax headers come before it)
+    header = data[at:at + 512]
+    header[100:108] = b"0000600\0"  # another file mode, a valid header with a new checksum
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    data[at:at + 512] = header
+    tar.write_bytes(bytes(data))
+    with tarfile.open(tar) as t:
+        assert t.getmembers()[0].mode == 0o600  # still a readable tar
+    with pytest.raises(InputDataError, match="reshard index is stale"):
+        run(root, uids, out="again")
+
+
 def test_empty_expert_error_or_allow(pool):
     root, uids = pool
     owner = assignment(root)

@@ -141,16 +141,18 @@ def _locate(shard_column: pa.ChunkedArray, key_column: pa.ChunkedArray, tar_path
         n_members[rows] = count[sample]
         flat = _ranges(first_member[sample], count[sample])
         member_parts.append((rows, index.member_block[flat] - np.repeat(start[rows], count[sample]),
-                             index.member_chk_base[flat]))
+                             index.member_chk_base[flat], index.member_chk_field[flat]))
     # per-member values as list arrays aligned with the rows
     offsets = np.concatenate([[0], np.cumsum(n_members)])
     values, chk_base = np.zeros(offsets[-1], np.int64), np.zeros(offsets[-1], np.int64)
-    for rows, rel, base in member_parts:
+    chk_field = np.zeros(offsets[-1], np.uint64)
+    for rows, rel, base, field in member_parts:
         at = _ranges(offsets[rows], n_members[rows])
-        values[at], chk_base[at] = rel, base
+        values[at], chk_base[at], chk_field[at] = rel, base, field
     return {"tar": tar_of, "tars": list(by_shard.values()), "start_block": start, "end_block": end, "key_len": key_len,
             "members": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
             "chk_base": pa.ListArray.from_arrays(pa.array(offsets), pa.array(chk_base)),
+            "chk_field": pa.ListArray.from_arrays(pa.array(offsets), pa.array(chk_field)),
             "not_embedded": int(not_embedded)}
 
 
@@ -216,6 +218,7 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
         "key_len": pa.array(where["key_len"][row], pa.int32()),
         "member_blocks": where["members"].take(at),
         "member_chk_base": where["chk_base"].take(at),
+        "member_chk_field": where["chk_field"].take(at),
     })
     _write_index(out_parquet, table, np.bincount(exp, minlength=num_experts))
     stats = {
@@ -235,7 +238,7 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
 
 # all but the uid strings, which phase 2 never needs (uid_hi/uid_lo carry the same)
 _PHASE2_COLUMNS = ["uid_hi", "uid_lo", "expert", "ooc", "copies", "tar", "start_block", "end_block",
-                   "key_len", "member_blocks", "member_chk_base"]
+                   "key_len", "member_blocks", "member_chk_base", "member_chk_field"]
 
 
 def _expert_rows(path, expert: int) -> pa.Table:
@@ -366,6 +369,7 @@ def _write_shard(path, entries: dict, sel: np.ndarray, first_key: int, key_width
     key_len = np.repeat(entries["key_len"][sel], n_members)
     same_width = bool((key_len == key_width).all())  # img2dataset's 9-digit keys: patch in place
     chksums = renamed_checksums(entries["member_chk_base"][members], keys) if same_width else None
+    indexed_chksums = entries["member_chk_field"][members]
     first_member = np.append(np.cumsum(n_members) - n_members, len(heads))
     # the copy plan, made once per shard: a batch's samples are read in file order, each into its
     # place in the batch (offsets in bytes from the batch's start)
@@ -387,14 +391,14 @@ def _write_shard(path, entries: dict, sel: np.ndarray, first_key: int, key_width
             buf = scratch[:n_bytes]
             m = slice(first_member[a], first_member[b])
             if same_width:
-                patch_members(buf, heads[m], keys[m], chksums[m])
+                patch_members(buf, heads[m], keys[m], chksums[m], indexed_chksums[m])
             else:
                 rename_members(buf, heads[m], key_len[m], keys[m])
             fh.write(into[:n_bytes])
         fh.write(_END_OF_ARCHIVE)
 
 
-_PER_MEMBER = ("member_values", "member_chk_base")  # entries indexed by member, not by sample
+_PER_MEMBER = ("member_values", "member_chk_base", "member_chk_field")  # entries indexed by member, not by sample
 
 
 def _entry_arrays(table: pa.Table) -> tuple[dict, list[str]]:
@@ -421,6 +425,7 @@ def _entry_arrays(table: pa.Table) -> tuple[dict, list[str]]:
         "member_offsets": (np.cumsum(lengths) - lengths)[rep],
         "member_values": members.flatten().to_numpy(),
         "member_chk_base": table["member_chk_base"].combine_chunks().flatten().to_numpy(),
+        "member_chk_field": table["member_chk_field"].combine_chunks().flatten().to_numpy(),
     }
     return entries, tar_names
 

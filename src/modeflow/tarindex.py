@@ -58,6 +58,9 @@ class TarIndex:
     # (m,) int64 each member header's stored checksum less the bytes of its sample key: renaming
     # the member to key k makes its checksum this plus the bytes of k (see renamed_checksums)
     member_chk_base: np.ndarray
+    # (m,) uint64 each member header's checksum field as stored (its 8 bytes, little-endian): a
+    # header that differs from the indexed one shows here (patch_members checks it)
+    member_chk_field: np.ndarray
 
 
 def _octal(fields: np.ndarray) -> np.ndarray:
@@ -250,20 +253,25 @@ def index_tar(path: str) -> TarIndex:
     member_sample = np.cumsum(new_sample) - 1
     first = np.flatnonzero(new_sample)
     last = np.append(first[1:], len(heads)) - 1
-    chk_base = _octal(_field(headers, heads, "chksum")) - keyed.sum(1, dtype=np.int64)
+    chk_field = _field(headers, heads, "chksum")
+    chk_base = _octal(chk_field) - keyed.sum(1, dtype=np.int64)
     keys = np.ascontiguousarray(keyed[first]).view(f"S{names.shape[1]}").ravel()
     if not (keys[1:] > keys[:-1]).all() and len(np.unique(keys)) != len(keys):  # keys usually ascend
         uniq, counts = np.unique(keys, return_counts=True)
         dup = uniq[counts > 1][0].decode("utf-8", "replace")
         raise InputDataError(f"{path}: duplicate sample key {dup!r} (its members are not consecutive)")
     return TarIndex(path, heads.astype(np.int64), member_sample, keys, key_len[first].astype(np.int64),
-                    member_start[first].astype(np.int64), member_end[last].astype(np.int64), chk_base)
+                    member_start[first].astype(np.int64), member_end[last].astype(np.int64), chk_base,
+                    chk_field.view("<u8").ravel())
+
+
+_STALE = ("reshard index is stale: a recorded member header is not the one indexed any more "
+          "(input tar changed after indexing; rerun reshard)")
 
 
 def _check_headers(buf: np.ndarray, header_blocks: np.ndarray) -> None:
     if not (buf.view(_HEADER)["magic"][header_blocks].view("S5") == b"ustar").all():
-        raise InputDataError("reshard index is stale: a recorded member header is not a tar "
-                             "header any more (input tar changed after indexing; rerun reshard)")
+        raise InputDataError(_STALE)
 
 
 def rename_members(buf: np.ndarray, header_blocks: np.ndarray, key_len: np.ndarray,
@@ -306,12 +314,16 @@ def _patch_fields(width: int) -> np.dtype:
 
 
 def patch_members(buf: np.ndarray, header_blocks: np.ndarray, new_keys: np.ndarray,
-                  new_chksums: np.ndarray) -> None:
+                  new_chksums: np.ndarray, indexed_chksums: np.ndarray) -> None:
     """Rename the members at `header_blocks` of a tar image `buf` to keys of their current
     keys' width (img2dataset's 9 digits): overwrite the key and the checksum field, computed
-    beforehand for a whole shard (renamed_checksums), so a copy batch costs a few array calls."""
+    beforehand for a whole shard (renamed_checksums), so a copy batch costs a few array calls.
+    `indexed_chksums`: the headers' TarIndex.member_chk_field; a header whose checksum field
+    differs is not the one indexed, and its new checksum would be wrong."""
     _check_headers(buf, header_blocks)
     fields = buf.view(_patch_fields(new_keys.shape[1]))
+    if not (fields["chksum"][header_blocks].view("<u8") == indexed_chksums).all():
+        raise InputDataError(_STALE)
     fields["key"][header_blocks] = new_keys.view(f"V{new_keys.shape[1]}").ravel()
     fields["chksum"][header_blocks] = new_chksums.view("V8").ravel()
 
