@@ -80,9 +80,8 @@ def save_npy(target: str | os.PathLike, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
-def write_parquet(target: str | os.PathLike, table, **options) -> None:
-    """`options`: pyarrow.parquet.write_table's."""
+def write_parquet(target: str | os.PathLike, table) -> None:
     import pyarrow.parquet as pq
 
     with atomic_path(target, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp, **options)
+        pq.write_table(table, tmp)

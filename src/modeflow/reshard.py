@@ -77,6 +77,10 @@ def ooc_draw(seed: int, pairs: np.ndarray, expert: int) -> np.ndarray:
 
 # --- phase 1: per chunk -----------------------------------------------------------------------
 
+# the index's per-member list columns (one value per member header of the row's sample): offset
+# from the sample's first block, checksum base and stored checksum field (see TarIndex)
+_MEMBER_COLUMNS = {"member_blocks": np.int64, "member_chk_base": np.int64, "member_chk_field": np.uint64}
+
 @contextlib.contextmanager
 def _parquet(path, columns, missing_hint: str = ""):
     """A parquet file open for reading `columns` (checked present); errors name the file. Plain
@@ -117,7 +121,7 @@ def _locate(shard_column: pa.ChunkedArray, key_column: pa.ChunkedArray, tar_path
     start, end, key_len = (np.zeros(n, np.int64) for _ in range(3))
     tar_of = np.zeros(n, np.int64)
     n_members = np.zeros(n, np.int64)
-    member_parts: list[tuple] = []  # (rows, their members' offsets, checksum bases) per tar
+    member_parts: list[tuple[np.ndarray, dict]] = []  # (rows, {member column: its members' values}) per tar
     not_embedded = 0
     for tar_id, (shard, path) in enumerate(by_shard.items()):
         index = index_tar(path)  # every tar of the chunk, so a corrupt one is never skipped
@@ -140,19 +144,19 @@ def _locate(shard_column: pa.ChunkedArray, key_column: pa.ChunkedArray, tar_path
         tar_of[rows] = tar_id
         n_members[rows] = count[sample]
         flat = _ranges(first_member[sample], count[sample])
-        member_parts.append((rows, index.member_block[flat] - np.repeat(start[rows], count[sample]),
-                             index.member_chk_base[flat], index.member_chk_field[flat]))
-    # per-member values as list arrays aligned with the rows
+        member_parts.append((rows, {"member_blocks": index.member_block[flat] - np.repeat(start[rows], count[sample]),
+                                    "member_chk_base": index.member_chk_base[flat],
+                                    "member_chk_field": index.member_chk_field[flat]}))
+    # the per-member columns as list arrays aligned with the rows
     offsets = np.concatenate([[0], np.cumsum(n_members)])
-    values, chk_base = np.zeros(offsets[-1], np.int64), np.zeros(offsets[-1], np.int64)
-    chk_field = np.zeros(offsets[-1], np.uint64)
-    for rows, rel, base, field in member_parts:
+    members = {name: np.zeros(offsets[-1], dtype) for name, dtype in _MEMBER_COLUMNS.items()}
+    for rows, values in member_parts:
         at = _ranges(offsets[rows], n_members[rows])
-        values[at], chk_base[at], chk_field[at] = rel, base, field
+        for name, v in values.items():
+            members[name][at] = v
+    list_offsets = pa.array(offsets)
     return {"tar": tar_of, "tars": list(by_shard.values()), "start_block": start, "end_block": end, "key_len": key_len,
-            "members": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
-            "chk_base": pa.ListArray.from_arrays(pa.array(offsets), pa.array(chk_base)),
-            "chk_field": pa.ListArray.from_arrays(pa.array(offsets), pa.array(chk_field)),
+            "members": {name: pa.ListArray.from_arrays(list_offsets, pa.array(v)) for name, v in members.items()},
             "not_embedded": int(not_embedded)}
 
 
@@ -216,9 +220,7 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
         "start_block": pa.array(where["start_block"][row]),
         "end_block": pa.array(where["end_block"][row]),
         "key_len": pa.array(where["key_len"][row], pa.int32()),
-        "member_blocks": where["members"].take(at),
-        "member_chk_base": where["chk_base"].take(at),
-        "member_chk_field": where["chk_field"].take(at),
+        **{name: column.take(at) for name, column in where["members"].items()},
     })
     _write_index(out_parquet, table, np.bincount(exp, minlength=num_experts))
     stats = {
@@ -238,7 +240,7 @@ def index_chunk(embed_path, assign_path, subset_path, tar_paths, out_parquet, ou
 
 # all but the uid strings, which phase 2 never needs (uid_hi/uid_lo carry the same)
 _PHASE2_COLUMNS = ["uid_hi", "uid_lo", "expert", "ooc", "copies", "tar", "start_block", "end_block",
-                   "key_len", "member_blocks", "member_chk_base", "member_chk_field"]
+                   "key_len", *_MEMBER_COLUMNS]
 
 
 def _expert_rows(path, expert: int) -> pa.Table:
@@ -364,12 +366,13 @@ def _write_shard(path, entries: dict, sel: np.ndarray, first_key: int, key_width
     out_start = np.cumsum(length) - length
     n_members = entries["n_members"][sel]
     members = _ranges(entries["member_offsets"][sel], n_members)
-    heads = np.repeat(out_start, n_members) + entries["member_values"][members]
+    heads = np.repeat(out_start, n_members) + entries["member_blocks"][members]
     keys = digit_keys(np.repeat(np.arange(first_key, first_key + len(sel)), n_members), key_width)
     key_len = np.repeat(entries["key_len"][sel], n_members)
     same_width = bool((key_len == key_width).all())  # img2dataset's 9-digit keys: patch in place
-    chksums = renamed_checksums(entries["member_chk_base"][members], keys) if same_width else None
-    indexed_chksums = entries["member_chk_field"][members]
+    if same_width:
+        chksums = renamed_checksums(entries["member_chk_base"][members], keys)
+        indexed_chksums = entries["member_chk_field"][members]
     first_member = np.append(np.cumsum(n_members) - n_members, len(heads))
     # the copy plan, made once per shard: a batch's samples are read in file order, each into its
     # place in the batch (offsets in bytes from the batch's start)
@@ -398,16 +401,12 @@ def _write_shard(path, entries: dict, sel: np.ndarray, first_key: int, key_width
         fh.write(_END_OF_ARCHIVE)
 
 
-_PER_MEMBER = ("member_values", "member_chk_base", "member_chk_field")  # entries indexed by member, not by sample
-
-
 def _entry_arrays(table: pa.Table) -> tuple[dict, list[str]]:
     """Flatten the expert's index rows, one per written copy (a uid listed k times -> k copies);
     tars as ids into the returned list of paths."""
     copies = table["copies"].to_numpy()
     rep = np.repeat(np.arange(table.num_rows), copies)
-    members = table["member_blocks"].combine_chunks()
-    lengths = pc.list_value_length(members).to_numpy().astype(np.int64)
+    lengths = pc.list_value_length(table["member_blocks"].combine_chunks()).to_numpy().astype(np.int64)
     if not pa.types.is_dictionary(table.schema.field("tar").type):
         table = table.set_column(table.schema.get_field_index("tar"), "tar", table["tar"].dictionary_encode())
     tar = table.unify_dictionaries()["tar"]  # one dictionary shared by the chunks (per index file)
@@ -423,9 +422,8 @@ def _entry_arrays(table: pa.Table) -> tuple[dict, list[str]]:
         "key_len": table["key_len"].to_numpy().astype(np.int64)[rep],
         "n_members": lengths[rep],
         "member_offsets": (np.cumsum(lengths) - lengths)[rep],
-        "member_values": members.flatten().to_numpy(),
-        "member_chk_base": table["member_chk_base"].combine_chunks().flatten().to_numpy(),
-        "member_chk_field": table["member_chk_field"].combine_chunks().flatten().to_numpy(),
+        # indexed by member, not by sample
+        **{name: table[name].combine_chunks().flatten().to_numpy() for name in _MEMBER_COLUMNS},
     }
     return entries, tar_names
 
@@ -465,7 +463,7 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
     order = np.arange(n)
     if shuffle:
         order = np.random.default_rng([seed % 2**63, expert, 0x5E]).permutation(n)
-    entries = {k: (v if k in _PER_MEMBER else v[order]) for k, v in entries.items()}
+    entries = {k: (v if k in _MEMBER_COLUMNS else v[order]) for k, v in entries.items()}
     key_width = max(9, len(str(max(n - 1, 0))))
     n_shards = -(-n // shard_size)
     files = _TarFiles(tar_names)
