@@ -24,7 +24,7 @@ from modeflow.train import (TrainingFailedError, build_argv, entry_options, firs
                             plan_runs, resolve_train_config, run_training, samples_per_epoch,
                             train_flops_per_sample)
 from modeflow.train_curves import parse_log
-from modeflow.train_entry import parse_entry_argv, schedule_lr, split_argv
+from modeflow.train_entry import parse_entry_argv, schedule_lr
 
 MODEL = "modeflow-tiny-vit"
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -113,13 +113,13 @@ def test_schedule_expert_continues_the_seed_and_dense_stretches_the_tail():
 
 
 def test_entry_argv_split_with_or_without_double_dash():
-    schedule, rest = split_argv(["--schedule-epochs", "8", "--resume-epoch", "6", "--run-epochs",
-                                 "2", "--", "--resume", "latest", "--epochs", "8"])
+    schedule, _, rest = parse_entry_argv(["--schedule-epochs", "8", "--resume-epoch", "6", "--run-epochs",
+                                          "2", "--", "--resume", "latest", "--epochs", "8"])
     assert (schedule.schedule_epochs, schedule.resume_epoch, schedule.run_epochs) == (8, 6, 2)
     assert rest == ["--resume", "latest", "--epochs", "8"]
     # torchrun may drop the "--": our options are picked out, "--resume" is not taken for ours
-    schedule, rest = split_argv(["--resume", "x.pt", "--schedule-epochs", "8", "--resume-epoch",
-                                 "6", "--run-epochs", "2", "--epochs", "8"])
+    schedule, _, rest = parse_entry_argv(["--resume", "x.pt", "--schedule-epochs", "8", "--resume-epoch",
+                                          "6", "--run-epochs", "2", "--epochs", "8"])
     assert schedule.resume_epoch == 6 and rest == ["--resume", "x.pt", "--epochs", "8"]
 
 
@@ -187,7 +187,7 @@ def test_cpu_jobs_leave_a_core_per_data_worker_and_set_the_shuffle_buffer():
     assert entry_options(demo, gpus=0, threads=1) == ["--torch-threads", "1", "--sample-shuffle", "1000"]
     assert entry_options(demo, gpus=8, threads=9) == ["--sample-shuffle", "1000"]  # compute on the GPUs
     assert entry_options(resolve_train_config({"preset": "small"}), gpus=8, threads=9) == []
-    options, rest = parse_entry_argv(["--schedule-epochs", "8", "--resume-epoch", "0", "--run-epochs", "6",
+    _, options, rest = parse_entry_argv(["--schedule-epochs", "8", "--resume-epoch", "0", "--run-epochs", "6",
                                       "--torch-threads", "3", "--sample-shuffle", "500", "--", "--lr", "1"])
     assert (options.torch_threads, options.sample_shuffle, rest) == (3, 500, ["--lr", "1"])
 

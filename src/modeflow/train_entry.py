@@ -122,8 +122,9 @@ def guard_loss(loss, progress: Progress):
     return NonFiniteGuard()
 
 
-def parse_entry_argv(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """Our options (before `--`, or anywhere if torchrun dropped the `--`) and open_clip_train's."""
+def parse_entry_argv(argv: list[str]) -> tuple[Schedule, argparse.Namespace, list[str]]:
+    """Our options (before `--`, or anywhere if torchrun dropped the `--`): the run's place in
+    the schedule and the rest of them; then open_clip_train's argv."""
     parser = argparse.ArgumentParser(prog="python -m modeflow.train_entry", allow_abbrev=False)
     parser.add_argument("--schedule-epochs", type=int, required=True)
     parser.add_argument("--resume-epoch", type=int, required=True)
@@ -133,18 +134,10 @@ def parse_entry_argv(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="open_clip_train's sample shuffle buffer (0: its default)")
     if "--" in argv:
         cut = argv.index("--")
-        return parser.parse_args(argv[:cut]), argv[cut + 1:]
-    return parser.parse_known_args(argv)
-
-
-def _schedule(options: argparse.Namespace) -> Schedule:
-    return Schedule(options.schedule_epochs, options.resume_epoch, options.run_epochs)
-
-
-def split_argv(argv: list[str]) -> tuple[Schedule, list[str]]:
-    """The run's place in the schedule and open_clip_train's argv."""
-    ours, rest = parse_entry_argv(argv)
-    return _schedule(ours), rest
+        ours, rest = parser.parse_args(argv[:cut]), argv[cut + 1:]
+    else:
+        ours, rest = parser.parse_known_args(argv)
+    return Schedule(ours.schedule_epochs, ours.resume_epoch, ours.run_epochs), ours, rest
 
 
 def _last_checkpoint_text(open_clip_argv: list[str]) -> str:
@@ -250,8 +243,7 @@ def seed_per_epoch(data_module) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    options, open_clip_argv = parse_entry_argv(argv)
-    schedule = _schedule(options)
+    schedule, options, open_clip_argv = parse_entry_argv(argv)
     if options.torch_threads:
         import torch
 
