@@ -1,4 +1,4 @@
-"""Assignment benchmark: `modeflow.cluster.assign` against a bare faiss search, same run, same data.
+"""Assignment benchmark: `modeflow.cluster.model.assign` against a bare faiss search, same run, same data.
 
 Random vectors (N x d) and m random fine centers. The baseline is `faiss.IndexFlatL2(d)` over the
 centers, `.search(x, 1)` on vectors that are already normalised, contiguous float32 in memory —
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from modeflow.cluster import ClusterModel, assign
+from modeflow.cluster.model import ClusterModel, assign
 
 MIN_RATIO = 0.8
 

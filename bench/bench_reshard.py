@@ -40,7 +40,7 @@ Before that day's changes (commit 0bce0af), same settings but 3 rounds: 2 worker
 the gate needs an otherwise idle machine to say anything about the stage.
 
 Per-job start-up matters at this scale: a fresh interpreter costs ~0.5-1 s per job (`import
-modeflow.reshard` and pyarrow), against ~0.05-0.2 s of work for a 4k-sample chunk or a 5k-sample
+modeflow.reshard.index` and pyarrow), against ~0.05-0.2 s of work for a 4k-sample chunk or a 5k-sample
 expert, so the 9 fresh jobs take 4-6 s per round where the forked pool takes ~0.6 s. A forked
 worker's first job also runs ~30 ms slower than its next (first parquet read ~10 ms, copy-on-write
 of the parent's pages). At DataComp scale (10^5-10^6 samples per job) that amortises; for a pool
@@ -119,9 +119,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import modeflow.reshard
-from modeflow.reshard import index_chunk, write_expert
-from modeflow.uids import uids_to_pairs
+import modeflow.reshard.index
+from modeflow.reshard.index import index_chunk, write_expert
+from modeflow.common.uids import uids_to_pairs
 
 # How the reshard arms run their jobs. ONE: one after another in this process. POOL: side by side
 # in a pool of forked workers started for the stage (its start-up timed). FRESH: side by side, a
@@ -253,12 +253,12 @@ def reshard(root: Path, chunks, dest: Path, n_experts: int, shard_size: int,
 def run_reshard(arm: str, workers: int, *args) -> tuple[int, float]:
     """One reshard arm, the worker pool's start-up and shut-down inside the timing."""
     if arm == WHOLE:  # the previous copy path: gather a whole shard, then write it
-        batch = modeflow.reshard._COPY_BATCH_BYTES
-        modeflow.reshard._COPY_BATCH_BYTES = 1 << 62
+        batch = modeflow.reshard.index._COPY_BATCH_BYTES
+        modeflow.reshard.index._COPY_BATCH_BYTES = 1 << 62
         try:
             return reshard(*args, None)
         finally:
-            modeflow.reshard._COPY_BATCH_BYTES = batch
+            modeflow.reshard.index._COPY_BATCH_BYTES = batch
     executor = executor_for(arm, workers)
     if executor is None:
         return reshard(*args, None)

@@ -1,6 +1,6 @@
 """Training benchmark: open_clip_train through modeflow's wrapper vs a plain in-memory loop.
 
-Product: `modeflow.train.run_training` (python -m modeflow.train_entry → open_clip_train) on real
+Product: `modeflow.train.recipe.run_training` (python -m modeflow.train.entry → open_clip_train) on real
 expert shards (default results/experts/00; generated if absent), the demo preset's model and batch.
 Baseline, measured in the same run: the same model, batch size and number of steps trained by a
 plain loop on one synthetic in-memory batch (open_clip's ClipLoss + AdamW) — no data loading, no
@@ -10,7 +10,7 @@ open_clip_train's per-step log, and end to end including process start) and the 
 ours / baseline (bar: >= 0.9).
 
 Both sides compute with the same torch threads: the job's cores (--threads, default all) minus
-one per data worker, which is how a CPU training job runs (modeflow.train.entry_options): the
+one per data worker, which is how a CPU training job runs (modeflow.train.recipe.entry_options): the
 workers decode on the cores compute leaves them, as they would beside a GPU. The baseline with
 every core computing is printed too, for information. On this 2-core machine, idle:
 compute 2 threads, worker sharing them: ours 377-388 samples/s vs baseline 858-948 (0.40);
@@ -64,7 +64,7 @@ def generated_shards(root: Path, num_samples: int = 2000, per_shard: int = 500) 
 
 
 def run_ours(tars: list[Path], cfg: dict, samples_per_epoch: int, workdir: Path, threads: int) -> dict:
-    from modeflow.train import run_training
+    from modeflow.train.recipe import run_training
 
     start = time.perf_counter()
     meta = run_training("seed", cfg, train_tars=tars, init_checkpoint=None,
@@ -84,14 +84,14 @@ def run_direct(tars: list[Path], cfg: dict, samples_per_epoch: int, workdir: Pat
     """samples/s of open_clip_train.main started directly (same argv, no modeflow entry)."""
     import subprocess
 
-    from modeflow.train import build_argv, plan_runs
-    from modeflow.train_curves import parse_log
+    from modeflow.train.recipe import build_argv, plan_runs
+    from modeflow.train.curves import parse_log
 
     run = plan_runs(cfg, num_experts=1, samples_per_epoch=samples_per_epoch)["seed"]
     argv = build_argv(run, cfg, train_data="::".join(map(str, tars)), run_dir=workdir / "direct",
                       resume=None, device="cpu", workers=cfg["workers"], seed=0, precision="fp32")
     code = (f"import sys, torch; torch.set_num_threads({compute_threads}); "
-            "from modeflow.models import register_model_configs; "
+            "from modeflow.train.architectures import register_model_configs; "
             "register_model_configs(); from open_clip_train.main import main; main(sys.argv[1:])")
     subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True)
     curve = parse_log(workdir / "direct" / "out.log")
@@ -103,7 +103,7 @@ def run_baseline(cfg: dict, steps: int, compute_threads: int) -> float:
     import open_clip
     import torch
 
-    from modeflow.models import register_model_configs
+    from modeflow.train.architectures import register_model_configs
 
     torch.set_num_threads(compute_threads)
 
@@ -144,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from modeflow.train import resolve_train_config
+    from modeflow.train.recipe import resolve_train_config
 
     cfg = resolve_train_config({"preset": "demo", "batch_size": args.batch_size,
                                 "schedule_epochs": args.epochs + 1, "seed_epochs": args.epochs,
@@ -168,7 +168,7 @@ def main() -> None:
     ratio = ours["steady"] / baseline
     print(f"shards: {source} ({len(tars)} tars); model {cfg['model']}, batch {cfg['batch_size']}, "
           f"{ours['steps']} steps, {args.threads} cores: {compute} compute thread(s) + {args.workers} data worker(s)")
-    print(f"ours (open_clip_train via modeflow.train_entry): {ours['steady']:.0f} samples/s "
+    print(f"ours (open_clip_train via modeflow.train.entry): {ours['steady']:.0f} samples/s "
           f"over the training steps; {ours['end_to_end']:.0f} samples/s end to end "
           f"({ours['wall']:.1f} s incl. process start and checkpoints)")
     print(f"baseline (plain loop, in-memory batch):          {baseline:.0f} samples/s "

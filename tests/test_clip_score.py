@@ -10,10 +10,10 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from modeflow.clip_score import clip_score_keep, score_chunk
-from modeflow.errors import ConfigError, InputDataError
-from modeflow.subset_build import build_subset
-from modeflow.subsets import check_subsets, depends_on_seed_scores, subset_inputs
+from modeflow.filter.clip_score import clip_score_keep, score_chunk
+from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.filter.build import build_subset
+from modeflow.filter.subsets import check_subsets, depends_on_seed_scores, subset_inputs
 
 
 def jpg(color) -> bytes:
@@ -42,7 +42,7 @@ def tiny_clip():
     import open_clip
     import torch
 
-    from modeflow.models import register_model_configs
+    from modeflow.train.architectures import register_model_configs
 
     register_model_configs()
     torch.manual_seed(0)

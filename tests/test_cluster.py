@@ -1,4 +1,4 @@
-"""Two-level clustering and assignment (modeflow.kmeans, modeflow.cluster, modeflow.cluster_report)
+"""Two-level clustering and assignment (modeflow.cluster.kmeans, modeflow.cluster.model, modeflow.cluster.report)
 on tiny synthetic embeddings."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_snakemake, write_config
-from modeflow.cluster import (
+from modeflow.cluster.model import (
     assign, assign_chunk, check_cluster_config, check_empty_experts,
     expected_sample_rows, fit_cluster_model, load_cluster_model, sample_embeddings,
     save_cluster_model, summarize_assignments,
 )
-from modeflow.cluster_report import demo_scores, plot_demo_scores, plot_projection, plot_sizes
-from modeflow.errors import ConfigError, InputDataError
-from modeflow.kmeans import balanced_assign, cluster_capacity, fit_kmeans
+from modeflow.cluster.report import demo_scores, plot_demo_scores, plot_projection, plot_sizes
+from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.cluster.kmeans import balanced_assign, cluster_capacity, fit_kmeans
 
 CFG = {"num_experts": 4, "num_fine": 12, "sample_fraction": 1.0, "sample_max": 100_000,
        "metric": "euclidean", "balanced": True, "fine_iterations": 20, "coarse_iterations": 30,

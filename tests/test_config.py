@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from modeflow.config import load_config, validate_config
-from modeflow.errors import ConfigError
+from modeflow.common.errors import ConfigError
 
 
 def test_default_config_is_valid_and_filled(repo):

@@ -14,8 +14,8 @@ from PIL import Image
 
 from modeflow.cli import main as cli_main
 from modeflow.demo import DOMAINS, NOISE_KINDS, URL_PREFIX, generate_demo_pool, vocab
-from modeflow.errors import ConfigError
-from modeflow.uids import derive_uid, is_valid_uid
+from modeflow.common.errors import ConfigError
+from modeflow.common.uids import derive_uid, is_valid_uid
 
 SMALL = dict(num_samples=200, image_size=32, noise_fraction=0.2, eval_images_per_class=3, retrieval_pairs=12)
 
@@ -250,7 +250,7 @@ def test_urls_resolve_through_the_demo_server(pool):
     import urllib.error
     import urllib.request
 
-    from modeflow.httpserver import serve_demo
+    from modeflow.demo.httpserver import serve_demo
 
     out, _, urls, truth = pool
     ok = urls.url[truth.noise == "clean"].iloc[0]

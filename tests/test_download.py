@@ -1,5 +1,5 @@
-"""The download step: the loopback demo proxy (modeflow.httpserver) and real img2dataset runs
-(modeflow.download) on a tiny pool with dead links, corrupt bytes, file:// urls and an empty shard."""
+"""The download step: the loopback demo proxy (modeflow.demo.httpserver) and real img2dataset runs
+(modeflow.pool.download) on a tiny pool with dead links, corrupt bytes, file:// urls and an empty shard."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from modeflow import download as download_mod
-from modeflow.download import download_shards, img2dataset_args, plot_summary, summarize
-from modeflow.httpserver import DEMO_HOST, serve_demo
-from modeflow.shards import iter_samples, read_captions
-from modeflow.uids import derive_uid
+from modeflow.pool import download as download_mod
+from modeflow.pool.download import download_shards, img2dataset_args, plot_summary, summarize
+from modeflow.demo.httpserver import DEMO_HOST, serve_demo
+from modeflow.wds.reader import iter_samples, read_captions
+from modeflow.common.uids import derive_uid
 
 SHARD_SIZE = 10
 SHARDS = ["00000", "00001", "00002", "00003", "00004"]

@@ -1,4 +1,4 @@
-"""Embed stage (modeflow.embed): encoders of the three kinds, and shards -> aligned vectors + uid table."""
+"""Embed stage (modeflow.embed.encode): encoders of the three kinds, and shards -> aligned vectors + uid table."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from modeflow import embed
-from modeflow.embed import TextEncoder, embed_shards, load_text_encoder, resolve_device, shard_name
-from modeflow.errors import ConfigError, InputDataError, ModeflowError
-from modeflow.models import MODEL_CONFIG_DIR, model_config_names, register_model_configs
-from modeflow.uids import derive_uid
+from modeflow.embed import encode as embed
+from modeflow.embed.encode import TextEncoder, embed_shards, load_text_encoder, resolve_device, shard_name
+from modeflow.common.errors import ConfigError, InputDataError, ModeflowError
+from modeflow.train.architectures import MODEL_CONFIG_DIR, model_config_names, register_model_configs
+from modeflow.common.uids import derive_uid
 
 TINY_CLIP = "modeflow-tiny-vit"
 

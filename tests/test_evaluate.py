@@ -1,4 +1,4 @@
-"""modeflow.tasks and modeflow.evaluate: task loading errors, metric hand cases, a tiny model run."""
+"""modeflow.evaluate.tasks and modeflow.evaluate.zeroshot: task loading errors, metric hand cases, a tiny model run."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from modeflow.demo.wds import write_classification_task, write_retrieval_task, write_shards
-from modeflow.errors import ModeflowError
-from modeflow.evaluate import evaluate_model, metrics_from_logits, retrieval_metrics
-from modeflow.tasks import iter_task_samples, load_task
+from modeflow.common.errors import ModeflowError
+from modeflow.evaluate.zeroshot import evaluate_model, metrics_from_logits, retrieval_metrics
+from modeflow.evaluate.tasks import iter_task_samples, load_task
 
 CLASSES = ["red square", "blue circle", "green triangle", "black star"]
 TEMPLATES = ["a {c}.", "a drawing of a {c}."]
@@ -175,7 +175,7 @@ def test_checkpoint_of_another_architecture(tmp_path):
     import open_clip
     import torch
 
-    from modeflow.models import register_model_configs
+    from modeflow.train.architectures import register_model_configs
 
     register_model_configs()
     other = open_clip.create_model("modeflow-tiny-vit", embed_dim=32)  # another projection size

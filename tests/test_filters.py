@@ -8,13 +8,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from modeflow.errors import ConfigError, InputDataError
-from modeflow.filter_report import demo_scores, plot_demo_scores, plot_funnel, summarize
-from modeflow.filters import (basic_filter_masks, dedup_exact_mask, dedup_near_mask, detect_languages,
+from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.filter.report import demo_scores, plot_demo_scores, plot_funnel, summarize
+from modeflow.filter.attributes import (basic_filter_masks, dedup_exact_mask, dedup_near_mask, detect_languages,
                               sample_attributes)
-from modeflow.subset_build import build_subset, load_attributes, load_embeddings
-from modeflow.subsets import check_subsets, combine, read_subset_file, subset_dependencies, subset_inputs
-from modeflow.uids import UID_DTYPE, pairs_to_uids, uids_to_pairs
+from modeflow.filter.build import build_subset, load_attributes, load_embeddings
+from modeflow.filter.subsets import check_subsets, combine, read_subset_file, subset_dependencies, subset_inputs
+from modeflow.common.uids import UID_DTYPE, pairs_to_uids, uids_to_pairs
 
 BASIC = {"language": "en", "min_words": 3, "min_chars": 6, "min_image_side": 32, "max_aspect_ratio": 3.0}
 EN = "a red circle on a blue background"

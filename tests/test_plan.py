@@ -5,8 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from modeflow.config import validate_config
-from modeflow.errors import ConfigError, InputDataError
-from modeflow.plan import count_table_rows, plan_shards
+from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.pool.plan import count_table_rows, plan_shards
 
 
 def test_demo_plan_from_config():

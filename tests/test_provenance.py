@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from modeflow.provenance import claim_work_dir, file_stamp
+from modeflow.common.provenance import claim_work_dir, file_stamp
 
 
 def test_same_inputs_keep_the_directory_other_inputs_retire_it(tmp_path):

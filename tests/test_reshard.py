@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from modeflow.errors import InputDataError, ModeflowError
-from modeflow.reshard import absent_from_pool, index_chunk, ooc_draw, write_expert
-from modeflow.reshard_check import plot_experts, verify_experts
-from modeflow.tarindex import index_tar
-from modeflow.uids import UID_DTYPE, pairs_to_uids, uid_pairs, uids_to_pairs
+from modeflow.common.errors import InputDataError, ModeflowError
+from modeflow.reshard.index import absent_from_pool, index_chunk, ooc_draw, write_expert
+from modeflow.reshard.check import plot_experts, verify_experts
+from modeflow.wds.tarindex import index_tar
+from modeflow.common.uids import UID_DTYPE, pairs_to_uids, uid_pairs, uids_to_pairs
 
 N_EXPERTS = 3
 PER_SHARD = 20
@@ -382,7 +382,7 @@ def test_keys_of_other_widths_are_renamed(tmp_path):
 
 
 def test_output_does_not_depend_on_how_many_tars_stay_open(pool, monkeypatch):
-    import modeflow.reshard as reshard
+    import modeflow.reshard.index as reshard
 
     root, uids = pool
     _, _, dirs, _ = run(root, uids, out="many")
@@ -397,7 +397,7 @@ def test_output_does_not_depend_on_how_many_tars_stay_open(pool, monkeypatch):
 @pytest.mark.parametrize("key_format", ["{shard}{j:04d}", "k{shard}_{j}"])  # same / other key width
 @pytest.mark.parametrize("batch", [512, 6000])  # smaller than any sample; a few samples per batch
 def test_output_does_not_depend_on_the_copy_batch(tmp_path, monkeypatch, key_format, batch):
-    import modeflow.reshard as reshard
+    import modeflow.reshard.index as reshard
 
     uids = write_pool(tmp_path, key_format=key_format)
     monkeypatch.setattr(reshard, "_COPY_BATCH_BYTES", 1 << 40)  # a whole shard per batch

@@ -22,8 +22,8 @@ import pytest
 import s3fs
 
 from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
-from modeflow.errors import ConfigError
-from modeflow.storage import check_default_storage, check_s3_access
+from modeflow.common.errors import ConfigError
+from modeflow.common.storage import check_default_storage, check_s3_access
 
 BUCKET = "modeflow-test"
 # unauthenticated requests moto allows before it checks keys: create user, attach policy, create key
@@ -156,8 +156,8 @@ def test_prefix_must_be_an_s3_url(prefix):
 # --- check_default_storage: reading Snakemake's own settings at parse time ------------------------
 
 PREFLIGHT_SNAKEFILE = """
-from modeflow.storage import check_default_storage
-from modeflow.errors import ModeflowError
+from modeflow.common.storage import check_default_storage
+from modeflow.common.errors import ModeflowError
 from snakemake.exceptions import WorkflowError
 
 try:

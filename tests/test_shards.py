@@ -1,4 +1,4 @@
-"""Reading webdataset shards (modeflow.shards): samples, captions/uids, and truncated-tar detection."""
+"""Reading webdataset shards (modeflow.wds.reader): samples, captions/uids, and truncated-tar detection."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import tarfile
 
 import pytest
 
-from modeflow.errors import InputDataError
-from modeflow.shards import count_samples, iter_samples, read_captions
-from modeflow.uids import derive_uid
+from modeflow.common.errors import InputDataError
+from modeflow.wds.reader import count_samples, iter_samples, read_captions
+from modeflow.common.uids import derive_uid
 
 UIDS = [derive_uid(f"u{i}", f"c{i}") for i in range(3)]
 

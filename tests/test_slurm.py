@@ -42,7 +42,7 @@ def random_scorer(path: Path) -> Path:
     import open_clip
     import torch
 
-    from modeflow.models import register_model_configs
+    from modeflow.train.architectures import register_model_configs
 
     register_model_configs()
     torch.manual_seed(0)

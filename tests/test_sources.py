@@ -1,4 +1,4 @@
-"""Pool sources (modeflow.sources): url lists and image folders → the canonical pool table."""
+"""Pool sources (modeflow.pool.sources): url lists and image folders → the canonical pool table."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from modeflow.errors import ConfigError, InputDataError
-from modeflow.sources import read_image_folder, read_url_list
-from modeflow.uids import derive_uid
+from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.pool.sources import read_image_folder, read_url_list
+from modeflow.common.uids import derive_uid
 
 URLS = ["http://h.invalid/a.png", "http://h.invalid/b.png", "http://h.invalid/c.png"]
 CAPTIONS = ["a red square", "a blue circle, with a comma", "digit 7"]

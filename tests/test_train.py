@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from modeflow.checkpoints import (read_checkpoint, CheckpointMismatchError, CorruptCheckpointError, check_fits,
+from modeflow.train.checkpoints import (read_checkpoint, CheckpointMismatchError, CorruptCheckpointError, check_fits,
                                   checkpoint_epoch, latest_good_checkpoint, load_clip)
-from modeflow.errors import ConfigError, InputDataError
-from modeflow.train import (TrainingFailedError, build_argv, entry_options, first_slurm_host, launcher_argv,
+from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.train.recipe import (TrainingFailedError, build_argv, entry_options, first_slurm_host, launcher_argv,
                             plan_runs, resolve_train_config, run_training, samples_per_epoch,
                             train_flops_per_sample)
-from modeflow.train_curves import parse_log
-from modeflow.train_entry import parse_entry_argv, schedule_lr
+from modeflow.train.curves import parse_log
+from modeflow.train.entry import parse_entry_argv, schedule_lr
 
 MODEL = "modeflow-tiny-vit"
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -193,17 +193,17 @@ def test_cpu_jobs_leave_a_core_per_data_worker_and_set_the_shuffle_buffer():
 
 
 def test_launcher_argv_cpu_one_node_and_slurm_nodes():
-    assert launcher_argv(0, 1, {}) == [sys.executable, "-m", "modeflow.train_entry"]
+    assert launcher_argv(0, 1, {}) == [sys.executable, "-m", "modeflow.train.entry"]
     one = launcher_argv(8, 1, {})
     assert one[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    assert one[3:] == ["--standalone", "--nproc-per-node", "8", "-m", "modeflow.train_entry"]
+    assert one[3:] == ["--standalone", "--nproc-per-node", "8", "-m", "modeflow.train.entry"]
     env = {"SLURM_JOB_NODELIST": "gpu[07-10]", "SLURM_JOB_ID": "4242"}
     many = launcher_argv(8, 4, env)
     assert many[:5] == ["srun", "--nodes", "4", "--ntasks-per-node", "1"]
     text = " ".join(many)
     assert "--nnodes 4 --nproc-per-node 8" in text and "--rdzv-backend c10d" in text
     assert "--rdzv-id 4242" in text and "--rdzv-endpoint gpu07:29500" in text
-    assert many[-2:] == ["-m", "modeflow.train_entry"]
+    assert many[-2:] == ["-m", "modeflow.train.entry"]
     assert "--rdzv-endpoint head:1234" in " ".join(
         launcher_argv(8, 4, {**env, "MASTER_ADDR": "head", "MASTER_PORT": "1234"}))
     with pytest.raises(ConfigError, match="SLURM_JOB_NODELIST"):
@@ -329,7 +329,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_good_checkpoint(seed_
 
 
 def test_entry_exit_code_on_nan(seed_run, shards, tmp_path):
-    argv = [sys.executable, "-m", "modeflow.train_entry", "--schedule-epochs", "3",
+    argv = [sys.executable, "-m", "modeflow.train.entry", "--schedule-epochs", "3",
             "--resume-epoch", "2", "--run-epochs", "1", "--",
             "--model", MODEL, "--train-data", "::".join(map(str, shards)),
             "--dataset-type", "webdataset", "--dataset-resampled", "--train-num-samples", "64",

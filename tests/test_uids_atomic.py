@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from modeflow.atomic import atomic_dir, atomic_path, save_npy, write_json
-from modeflow.errors import InputDataError
-from modeflow.uids import UID_DTYPE, derive_uid, is_valid_uid, pairs_to_uids, uid_pairs, uids_to_pairs
+from modeflow.common.atomic import atomic_dir, atomic_path, save_npy, write_json
+from modeflow.common.errors import InputDataError
+from modeflow.common.uids import UID_DTYPE, derive_uid, is_valid_uid, pairs_to_uids, uid_pairs, uids_to_pairs
 
 
 def test_derive_uid_is_stable_hex_and_separates_fields():
@@ -74,7 +74,7 @@ def test_atomic_dir_replaces_whole_directory(tmp_path):
 def test_atomic_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path):
     import os
 
-    from modeflow.atomic import atomic_dir, write_json
+    from modeflow.common.atomic import atomic_dir, write_json
 
     old = os.umask(0o022)
     try:

@@ -211,7 +211,7 @@ def test_experts_stage_outputs(finished_run):
 
     import open_clip
 
-    from modeflow.models import register_model_configs
+    from modeflow.train.architectures import register_model_configs
 
     results = finished_run[0] / "results"
     register_model_configs()

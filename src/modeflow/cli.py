@@ -10,12 +10,12 @@ import argparse
 import json
 import sys
 
-from .errors import ModeflowError
+from modeflow.common.errors import ModeflowError
 
 
 def _check_config(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .plan import plan_shards
+    from modeflow.pool.plan import plan_shards
 
     cfg = load_config(args.config)
     plan = plan_shards(cfg)

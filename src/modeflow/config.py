@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .errors import ConfigError
+from modeflow.common.errors import ConfigError
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -1,6 +1,6 @@
 # Cluster stage (MoDE §2-3): fine k-means on a sample of the caption embeddings, coarse k-means of
 # the fine centers (one coarse cluster = one expert), then every sample assigned per chunk.
-from modeflow.cluster import check_cluster_config
+from modeflow.cluster.model import check_cluster_config
 
 try:  # cheap parse-time check; the fit job re-checks with the rows that actually downloaded
     check_cluster_config(config["cluster"], PLAN.num_rows)

@@ -12,10 +12,10 @@ except ImportError:  # running from a checkout without installing: use the sourc
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from modeflow.config import validate_config
-from modeflow.errors import ModeflowError
-from modeflow.plan import expert_name, plan_shards
+from modeflow.common.errors import ModeflowError
+from modeflow.pool.plan import expert_name, plan_shards
 
-from modeflow.storage import check_default_storage
+from modeflow.common.storage import check_default_storage
 
 try:  # with --default-storage-provider s3: fail in seconds on missing/wrong credentials or bucket
     check_default_storage(workflow)
@@ -178,5 +178,5 @@ def staged_tasks(wildcards, input):
 
 
 def staged_cluster_model(wildcards, input):
-    """The cluster model's files as this job sees them (modeflow.cluster.load_cluster_model)."""
+    """The cluster model's files as this job sees them (modeflow.cluster.model.load_cluster_model)."""
     return {key: input[key] for key in CLUSTER_MODEL}

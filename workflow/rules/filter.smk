@@ -2,7 +2,7 @@
 # DataComp baseline filters as named uid subsets (config filter.subsets) in DataComp's .npy format.
 import re
 
-from modeflow.subsets import SEED_SCORER, check_subsets, subset_inputs
+from modeflow.filter.subsets import SEED_SCORER, check_subsets, subset_inputs
 
 try:
     check_subsets(config["filter"])

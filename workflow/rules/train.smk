@@ -3,8 +3,8 @@
 # shards for the rest; the dense baseline resumes from the seed on all data for the experts' total
 # compute. A run's checkpoints live in train/runs/<model>/ (not a declared output, so a failed or
 # killed job keeps them and the rerun resumes); the published checkpoint appears when training ends.
-from modeflow.subsets import depends_on_seed_scores
-from modeflow.train import resolve_train_config
+from modeflow.filter.subsets import depends_on_seed_scores
+from modeflow.train.recipe import resolve_train_config
 
 # the recipe keys of config `train` (null = the preset's value) go to open_clip_train; the others
 # (gpus, nodes, mem_mb, runtime, device, seed_subset) are about where and on what it runs

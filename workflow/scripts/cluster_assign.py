@@ -1,8 +1,8 @@
 """Snakemake adapter: assign one chunk's embeddings to fine clusters and experts."""
 import faiss
 
-from modeflow.cluster import assign_chunk, load_cluster_model
-from modeflow.joblog import job_log
+from modeflow.cluster.model import assign_chunk, load_cluster_model
+from modeflow.common.joblog import job_log
 
 with job_log(snakemake.log[0]) as log:
     faiss.omp_set_num_threads(snakemake.threads)

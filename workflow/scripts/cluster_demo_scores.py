@@ -1,7 +1,7 @@
 """Snakemake adapter: experts vs the demo's ground-truth domains (purity, NMI, contingency)."""
-from modeflow.atomic import write_json
-from modeflow.cluster_report import demo_scores, plot_demo_scores
-from modeflow.joblog import job_log
+from modeflow.common.atomic import write_json
+from modeflow.cluster.report import demo_scores, plot_demo_scores
+from modeflow.common.joblog import job_log
 
 with job_log(snakemake.log[0]) as log:
     scores = demo_scores(snakemake.input.assign, snakemake.params.ground_truth,

@@ -1,8 +1,8 @@
 """Snakemake adapter: fit the two-level cluster model on a sample of all chunks' embeddings."""
 import faiss
 
-from modeflow.cluster import fit_cluster_model, sample_embeddings, save_cluster_model
-from modeflow.joblog import job_log
+from modeflow.cluster.model import fit_cluster_model, sample_embeddings, save_cluster_model
+from modeflow.common.joblog import job_log
 
 opts = snakemake.params.cluster
 with job_log(snakemake.log[0]) as log:

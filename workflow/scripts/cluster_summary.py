@@ -1,8 +1,8 @@
 """Snakemake adapter: expert sizes over all chunks (empty-expert check) and the report's plots."""
-from modeflow.atomic import write_json
-from modeflow.cluster import check_empty_experts, summarize_assignments
-from modeflow.cluster_report import plot_projection, plot_sizes
-from modeflow.joblog import job_log
+from modeflow.common.atomic import write_json
+from modeflow.cluster.model import check_empty_experts, summarize_assignments
+from modeflow.cluster.report import plot_projection, plot_sizes
+from modeflow.common.joblog import job_log
 
 opts = snakemake.params.cluster
 with job_log(snakemake.log[0]) as log:

@@ -1,10 +1,10 @@
-"""Snakemake adapter: download one chunk of pool shards with img2dataset (modeflow.download)."""
+"""Snakemake adapter: download one chunk of pool shards with img2dataset (modeflow.pool.download)."""
 import contextlib
 from pathlib import Path
 
-from modeflow.download import download_shards
-from modeflow.httpserver import serve_demo
-from modeflow.joblog import job_log
+from modeflow.pool.download import download_shards
+from modeflow.demo.httpserver import serve_demo
+from modeflow.common.joblog import job_log
 
 
 def main(smk) -> None:

@@ -1,8 +1,8 @@
-"""Snakemake adapter: caption embeddings of one chunk of shards (modeflow.embed)."""
+"""Snakemake adapter: caption embeddings of one chunk of shards (modeflow.embed.encode)."""
 import torch
 
-from modeflow.embed import default_read_workers, embed_shards, load_text_encoder
-from modeflow.joblog import job_log
+from modeflow.embed.encode import default_read_workers, embed_shards, load_text_encoder
+from modeflow.common.joblog import job_log
 
 opts = snakemake.params.embed
 with job_log(snakemake.log[0]) as log:

@@ -1,9 +1,9 @@
-"""Snakemake adapter: MoDE's task-adaptive ensemble and the comparison arms (modeflow.ensemble),
+"""Snakemake adapter: MoDE's task-adaptive ensemble and the comparison arms (modeflow.ensemble.routing),
 from the saved logits and the saved routing weights (workflow/scripts/ensemble_weights.py) only."""
 from pathlib import Path
 
-from modeflow.ensemble import run_ensemble
-from modeflow.joblog import job_log
+from modeflow.ensemble.routing import run_ensemble
+from modeflow.common.joblog import job_log
 
 params = snakemake.params
 with job_log(snakemake.log[0]) as log:

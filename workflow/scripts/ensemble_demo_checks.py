@@ -1,11 +1,11 @@
 """Snakemake adapter: what the demo's ground truth says about the experts and the ensemble
-(modeflow.ensemble_demo) — reported with figures, pass or fail."""
+(modeflow.demo.checks) — reported with figures, pass or fail."""
 import os
 
-from modeflow.atomic import write_json
-from modeflow.ensemble import WEIGHTS_JSON
-from modeflow.ensemble_demo import load_and_check
-from modeflow.joblog import job_log
+from modeflow.common.atomic import write_json
+from modeflow.ensemble.routing import WEIGHTS_JSON
+from modeflow.demo.checks import load_and_check
+from modeflow.common.joblog import job_log
 
 inp = snakemake.input
 with job_log(snakemake.log[0]) as log:

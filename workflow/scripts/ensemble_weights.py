@@ -1,10 +1,10 @@
-"""Snakemake adapter: MoDE's routing (modeflow.ensemble.compute_task_weights), once per task: the
+"""Snakemake adapter: MoDE's routing (modeflow.ensemble.routing.compute_task_weights), once per task: the
 experts' weights from the tasks' class names / captions, embedded by the clustering text encoder.
 Output: a directory with weights.json and query_weights/ (per-caption weights of retrieval tasks)."""
-from modeflow.atomic import atomic_dir
-from modeflow.embed import load_text_encoder
-from modeflow.ensemble import compute_task_weights
-from modeflow.joblog import job_log
+from modeflow.common.atomic import atomic_dir
+from modeflow.embed.encode import load_text_encoder
+from modeflow.ensemble.routing import compute_task_weights
+from modeflow.common.joblog import job_log
 
 params = snakemake.params
 with job_log(snakemake.log[0]) as log:

@@ -1,12 +1,12 @@
-"""Snakemake adapter: evaluate one model on every task (modeflow.evaluate). The work happens in
+"""Snakemake adapter: evaluate one model on every task (modeflow.evaluate.zeroshot). The work happens in
 params.work_dir (resumable: finished tasks are in its results.jsonl); the declared output directory
 is a copy of it, with metrics.json, made when every task is done."""
 import shutil
 from pathlib import Path
 
-from modeflow.atomic import atomic_dir, write_json
-from modeflow.evaluate import evaluate_model, reset_if_stale
-from modeflow.joblog import job_log
+from modeflow.common.atomic import atomic_dir, write_json
+from modeflow.evaluate.zeroshot import evaluate_model, reset_if_stale
+from modeflow.common.joblog import job_log
 
 params, model = snakemake.params, snakemake.wildcards.model
 with job_log(snakemake.log[0]) as log:

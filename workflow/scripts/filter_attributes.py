@@ -1,7 +1,7 @@
-"""Snakemake adapter: per-sample filter attributes of one chunk (modeflow.filters)."""
-from modeflow.atomic import write_parquet
-from modeflow.filters import sample_attributes
-from modeflow.joblog import job_log
+"""Snakemake adapter: per-sample filter attributes of one chunk (modeflow.filter.attributes)."""
+from modeflow.common.atomic import write_parquet
+from modeflow.filter.attributes import sample_attributes
+from modeflow.common.joblog import job_log
 
 with job_log(snakemake.log[0]) as log:
     table = sample_attributes(snakemake.params.parquets, snakemake.input.uids)

@@ -1,9 +1,9 @@
-"""Snakemake adapter: DataComp clip scores of one chunk's samples (modeflow.clip_score)."""
-from modeflow.atomic import write_parquet
-from modeflow.checkpoints import load_clip
-from modeflow.clip_score import score_chunk
-from modeflow.embed import resolve_device
-from modeflow.joblog import job_log
+"""Snakemake adapter: DataComp clip scores of one chunk's samples (modeflow.filter.clip_score)."""
+from modeflow.common.atomic import write_parquet
+from modeflow.train.checkpoints import load_clip
+from modeflow.filter.clip_score import score_chunk
+from modeflow.embed.encode import resolve_device
+from modeflow.common.joblog import job_log
 
 params = snakemake.params
 with job_log(snakemake.log[0]) as log:

@@ -1,8 +1,8 @@
-"""Snakemake adapter: score the subsets against the demo pool's ground truth (modeflow.filter_report)."""
-from modeflow.atomic import write_json
-from modeflow.filter_report import demo_scores, plot_demo_scores
-from modeflow.joblog import job_log
-from modeflow.subset_build import load_attributes
+"""Snakemake adapter: score the subsets against the demo pool's ground truth (modeflow.filter.report)."""
+from modeflow.common.atomic import write_json
+from modeflow.filter.report import demo_scores, plot_demo_scores
+from modeflow.common.joblog import job_log
+from modeflow.filter.build import load_attributes
 
 with job_log(snakemake.log[0]) as log:
     pool_uids = load_attributes(snakemake.input.attributes, columns=[])["uid"].to_pylist()

@@ -1,7 +1,7 @@
-"""Snakemake adapter: filter summary and funnel plot (modeflow.filter_report)."""
-from modeflow.atomic import write_json
-from modeflow.filter_report import plot_funnel, summarize
-from modeflow.joblog import job_log
+"""Snakemake adapter: filter summary and funnel plot (modeflow.filter.report)."""
+from modeflow.common.atomic import write_json
+from modeflow.filter.report import plot_funnel, summarize
+from modeflow.common.joblog import job_log
 
 with job_log(snakemake.log[0]) as log:
     summary = summarize(dict(zip(snakemake.params.names, snakemake.input.stats)), snakemake.params.use)

@@ -1,11 +1,11 @@
-"""Snakemake adapter: one named uid subset as a DataComp .npy plus its stats (modeflow.subset_build)."""
+"""Snakemake adapter: one named uid subset as a DataComp .npy plus its stats (modeflow.filter.build)."""
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modeflow.atomic import save_npy, write_json
-from modeflow.joblog import job_log
-from modeflow.subset_build import build_subset, load_attributes, load_embeddings
-from modeflow.subsets import read_subset_file
+from modeflow.common.atomic import save_npy, write_json
+from modeflow.common.joblog import job_log
+from modeflow.filter.build import build_subset, load_attributes, load_embeddings
+from modeflow.filter.subsets import read_subset_file
 
 name, spec, inputs = snakemake.wildcards.name, snakemake.params.spec, snakemake.input
 with job_log(snakemake.log[0]) as log:

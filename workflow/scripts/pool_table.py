@@ -1,9 +1,9 @@
-"""Snakemake adapter: validate the pool source and write the canonical pool table (modeflow.sources)."""
+"""Snakemake adapter: validate the pool source and write the canonical pool table (modeflow.pool.sources)."""
 from pathlib import Path
 
-from modeflow.atomic import write_json, write_parquet
-from modeflow.joblog import job_log
-from modeflow.sources import read_image_folder, read_url_list
+from modeflow.common.atomic import write_json, write_parquet
+from modeflow.common.joblog import job_log
+from modeflow.pool.sources import read_image_folder, read_url_list
 
 pool = snakemake.params.pool
 with job_log(snakemake.log[0]) as log:

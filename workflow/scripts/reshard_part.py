@@ -1,7 +1,7 @@
-"""Snakemake adapter: phase 1 of the reshard for one chunk (modeflow.reshard.index_chunk).
+"""Snakemake adapter: phase 1 of the reshard for one chunk (modeflow.reshard.index.index_chunk).
 Without an `assign` input the subset is pooled into one output (the seed's and dense model's data)."""
-from modeflow.joblog import job_log
-from modeflow.reshard import index_chunk
+from modeflow.common.joblog import job_log
+from modeflow.reshard.index import index_chunk
 
 params = snakemake.params
 with job_log(snakemake.log[0]) as log:

