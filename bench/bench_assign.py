@@ -1,13 +1,15 @@
-"""Assignment benchmark: `modeflow.cluster.model.assign` against a bare faiss search, same run, same data.
+"""Assignment benchmark: `modeflow.cluster.assign.assign` against a bare faiss search, same run, same data.
 
 Random vectors (N x d) and m random fine centers. The baseline is `faiss.IndexFlatL2(d)` over the
 centers, `.search(x, 1)` on vectors that are already normalised, contiguous float32 in memory —
 the least work that gives the answer. `assign` gets the raw (unnormalised) vectors and does its
 whole job: batching, copying, normalising, the search, the distance sqrt and the fine->expert
 lookup. Best of `--repeats` runs, interleaved. Prints both throughputs and their ratio; exits 1
-when assign reaches less than 0.8 of the baseline's throughput.
+when assign reaches less than 0.8 of the baseline's throughput. Figures recorded so far:
+bench/README.md.
 
-    .venv/bin/python bench/bench_assign.py [--rows 200000] [--dim 384] [--fine 1024] [--threads 2]
+    .venv/bin/python bench/bench_assign.py [--rows 200000] [--dim 384] [--fine 1024] [--experts 8]
+        [--threads 2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import time
 
 import numpy as np
 
-from modeflow.cluster.model import ClusterModel, assign
+from modeflow.cluster.assign import assign
+from modeflow.cluster.model import ClusterModel
 
 MIN_RATIO = 0.8
 

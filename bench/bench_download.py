@@ -8,8 +8,9 @@ by one `serve_demo` proxy for both arms) is downloaded by
       tar/parquet rewrite, empty-shard handling).
 The arms are interleaved (a, b, a, b) and each keeps its best time. Printed: samples/s of each and
 the ratio b/a. Acceptance: ratio >= 0.9 (the bookkeeping costs at most 10 %); exit 1 otherwise.
+Figures recorded so far: bench/README.md.
 
-    .venv/bin/python bench/bench_download.py [--samples 5000] [--shard-size 1000] [--threads 16]
+    .venv/bin/python bench/bench_download.py [--samples 5000] [--shard-size 1000] [--threads 16] [--repeats 2]
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ bytes per sample that the stage must skip), then times, interleaved (alternating
   (a) baseline: SentenceTransformer.encode(captions already in memory, batch_size)
   (b) embed_shards(tars, ...): read the tars, encode, write .npy + parquet.
 Prints samples/s of both and the ratio b/a. Acceptance: ratio >= 0.9 (exit 1 below it).
+Figures recorded so far: bench/README.md.
 
     .venv/bin/python bench/bench_embed.py [--samples 400] [--repeats 6] [--shard-size 200] [--batch-size 256]
+        [--threads 2] [--device cpu] [--read-workers N]
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NO_ALBUMENTATIONS_UPDATE
 
 import torch  # noqa: E402
 
-from modeflow.embed.encode import default_read_workers, embed_shards, load_text_encoder  # noqa: E402
+from modeflow.embed.encode import default_read_workers, embed_shards  # noqa: E402
+from modeflow.embed.encoders import load_text_encoder  # noqa: E402
 from modeflow.common.uids import derive_uid  # noqa: E402
 
 ACCEPT_RATIO = 0.9

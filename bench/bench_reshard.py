@@ -1,103 +1,17 @@
 """Benchmark: per-expert reshard (phase 1 over all chunks + phase 2 over all experts) against
 plainly copying the same input tars, measured in the same run (best of --rounds, interleaved).
 
-Baseline, as the issue words it ("`cp`/`cat` of the bytes"): one `cp tar1 ... tarN dest/`
-subprocess and one `cat tar1 ... tarN > out` subprocess per round, each into a fresh target (GNU
-coreutils 9 does both with copy_file_range, i.e. an in-kernel copy, no user-space buffer); the
-ratios use whichever is faster. For information, also `cp xN`: N cp processes side by side over
-disjoint shares of the tars, as parallel as the reshard's N workers.
+Baseline: one `cp tar1 ... tarN dest/` and one `cat tar1 ... tarN > out` subprocess per round,
+each into a fresh target; the ratios use the faster of the two (`cp xN`, N cp processes side by
+side, is printed for information). The reshard runs in four arms, outputs checked byte-identical:
+1 worker; N workers (--workers) in a forked pool, as the pipeline runs the stage; N workers with a
+fresh interpreter per job; 1 worker with the previous whole-shard copy path. Inputs are a
+synthetic img2dataset-style pool in the page cache (--cold drops it before each arm, root only).
+Bar: the N-worker arm reaches >= 0.5 of the copy's throughput (exit 1 below it, or when the arms'
+outputs differ). What the arms show and the figures recorded so far: bench/README.md.
 
-The reshard stage runs in four arms, every round, outputs checked byte-identical across them:
-- 1 worker: the chunk jobs, then the expert jobs, one after another in this process;
-- N workers (--workers, default the CPUs this process may use), as the pipeline runs the stage:
-  the phase-1 chunk jobs side by side, then (after all of them, as the DAG orders it) the phase-2
-  expert jobs side by side, in a pool of N forked workers started for the stage (start-up timed).
-  The gate (exit 1 below 0.5) is this arm's ratio;
-- N workers, a fresh interpreter per job (imports modeflow, as Snakemake starts one per job;
-  Snakemake's own per-job overhead not included): shows what per-job start-up costs;
-- 1 worker with the previous phase-2 copy path (a whole shard gathered, then written).
-Inputs are in the page cache (the pool was just written; --cold drops it), so this compares CPU
-and memory cost, not disk speed.
-
-Synthetic pool: img2dataset-style tars written with webdataset's TarWriter (pax header per
-member, as img2dataset writes), one random-byte "jpg" (JPEG does not compress), a caption and a
-json per sample. Payload size (--jpg-kb LO HI, uniform): the default 16-48 KiB is a DataComp-style
-web image stored at 256-512 px (~15-60 KB), the workload the reshard exists for; the demo pool's
-images are ~1-3 KB (`--jpg-kb 1 3`), where per-sample costs weigh more.
-
-Figures (20k samples, 10 tars, 4 experts, --rounds 5, best of; idle 2-vCPU VM, load ~1; the
-VM's speed drifts by 10-20% between rounds, so single rounds say little; six runs on 2026-11-23):
-  16-48 KiB (737 MiB): cp 0.30-0.36 s, cat 0.38-0.47 s, cp x2 0.17-0.22 s; reshard 1 worker
-  0.82-0.94 s (phase 1 0.26-0.32 s), 2 workers 0.53-0.64 s, fresh process per job 4.0-6.1 s,
-  previous copy path 1.6-2.2 s. Ratios: 1 worker 0.35-0.39, 2 workers 0.52/0.58/0.61/0.58/0.56/0.54
-  (gate: passes), fresh per job 0.06-0.07; vs cp x2 0.33-0.37 (last three runs).
-  1-3 KiB (151 MiB, one run): cp 0.066 s; reshard 1 worker 0.41 s (phase 1 0.18 s), 2 workers
-  0.30 s. Ratios: 1 worker 0.16, 2 workers 0.22 (per-sample costs dominate; the gate is for
-  DataComp-sized images), fresh per job 0.02.
-Before that day's changes (commit 0bce0af), same settings but 3 rounds: 2 workers 0.42 that day
-(pool 0.78 s against cp 0.33 s) and 0.48 the day before, 1 worker 0.28. Earlier, with the cores shared with a demo run (load
-4-5), every arm slowed and 2 workers found no idle core: 16-48 KiB 0.34 (1 worker) and 0.40 (2);
-the gate needs an otherwise idle machine to say anything about the stage.
-
-Per-job start-up matters at this scale: a fresh interpreter costs ~0.5-1 s per job (`import
-modeflow.reshard.index` and pyarrow), against ~0.05-0.2 s of work for a 4k-sample chunk or a 5k-sample
-expert, so the 9 fresh jobs take 4-6 s per round where the forked pool takes ~0.6 s. A forked
-worker's first job also runs ~30 ms slower than its next (first parquet read ~10 ms, copy-on-write
-of the parent's pages). At DataComp scale (10^5-10^6 samples per job) that amortises; for a pool
-this small, per-job start-up, not the copy, sets the stage's wall time.
-
-Where the time goes (1 worker, per 2-tar chunk / per expert, instrumented): phase 1 ~55-75 ms a
-chunk, of which indexing the two tars ~40 ms: touching every page of the map to find the headers
-~9 ms a 74 MiB tar plus ~4 ms to unmap it (the floor: reading the tar in 1 MiB preads and scanning
-costs the same, 13.7 ms), the rest numpy over the ~12k headers. Phase 2 ~185 ms an expert (5.3k
-samples, 195 MB): preadv into the batch buffer ~50 ms, write ~70 ms (cp's own rate), the rest
-reading the index, renaming headers, stats. What made it cheaper (interleaved A/B, best of 9):
-- header fields gathered through a record dtype over the map (`_HEADER`): one field of 12k headers
-  copies 3-4x faster than slicing (blocks, 512) rows; octal fields in the fixed layout parse in
-  one product; the pax records checked per distinct length-field width; index_tar 253 -> 197 ms
-  for 10 tars;
-- phase 1 records each member's checksum less its key bytes (member_chk_base), so phase 2 renames
-  a 1 MiB batch with a field gather and two field writes instead of ~15 array calls;
-- phase 1 stays in arrow (uids parsed from the column's buffers, shards dictionary-encoded), plain
-  ParquetFile reads (pq.read_table's dataset layer doubled small reads), no dictionary pages for
-  uids; phase 2 reads only its expert's row groups; files inside an expert's temp dir are written
-  in place (the directory is the atomic unit: a temp name and rename per file cost ~1 ms);
-  phase 1 407 -> 365 ms, phase 2 807 -> 755 ms (first half of the changes), then the gate above.
-- os.sync() before each timed arm: writeback of the freshly built pool no longer lands in an arm.
-
-Phase 2 copies in ~1 MiB batches (preadv each sample into a buffer that stays in the CPU cache,
-rename the batch's headers, write) instead of gathering a whole shard (tens of MB) and writing it:
-the write then re-read the buffer from RAM. Phase 2 alone (4 experts), best of 3, at load 2-6:
-16-48 KiB whole shard 1.54-2.98 s, 1 MiB batches 0.78-0.96 s; 1-3 KiB 0.60-0.62 s vs 0.39-0.41 s.
-It also caps phase 2's buffer at ~1 MiB + one sample, not a shard (default shard_size 10000:
-~300 MiB at 32 KiB a sample). Batch sizes 256 KiB-2 MiB now measure alike within the noise.
-
-Tried and not kept (or not pursued):
-- copy_file_range per sample (then patching headers through a map of the output): no faster at
-  16-48 KiB, ~2.5x slower at 1-3 KiB than preadv + write.
-- Mapping the input tars and writing each shard with writev straight from the map (one copy per
-  byte): byte-identical but no faster; faulting in and unmapping the pages costs about as much as
-  the copy it saves. With MAP_POPULATE (microbenchmark, one 74 MiB tar copied whole): ~1.8-2.0
-  GB/s, the same as 512 KiB-batched preadv + write (~1.8 GB/s) and copy_file_range (~2.0 GB/s);
-  in the reshard each expert uses ~1/4 of every tar, so populating whole maps would map 4x the
-  pages it copies. Not pursued.
-- MAP_POPULATE for phase 1's header scan: no faster (10 tars: 0.37 s plain vs 0.43 s).
-- Coalescing file-adjacent samples into one preadv: with shuffle on (the default and here) a
-  1 MiB batch of randomly ordered samples has almost no adjacent pairs; with shuffle off 27% of
-  an expert's samples follow their predecessor in the file (4 experts), which would save at most
-  that share of preadv calls (~0.2 s of phase 2 at 16-48 KiB is preadv, mostly the copy). Not tried.
-- A walk over the header chain with pread ties with the mmap scan (phase 1); so does reading each
-  tar in 1 MiB preads and scanning those (13.7 vs 13 ms a tar). MADV_POPULATE_READ, MADV_RANDOM
-  (fault-around still maps 16 pages a fault) and MADV_HUGEPAGE: no faster.
-- Arrow IPC (feather) instead of parquet for the index: reads 0.3 vs 1.15 ms, writes 1 vs 3.4 ms a
-  chunk; ~15 ms of the stage's critical path, not worth a format change of a user-visible file.
-
-Why 0.5 is out of reach for one worker: cp moves each byte once, inside the kernel; the reshard
-must (1) touch every page of every tar to find the member headers (phase 1) and (2) move each
-kept byte through user space (phase 2; the headers are renamed in between).
-
-    .venv/bin/python bench/bench_reshard.py [--samples 20000] [--tars 10] [--experts 4] [--jpg-kb 16 48]
-                                            [--workers N] [--rounds 5] [--cold]
+    .venv/bin/python bench/bench_reshard.py [--samples 20000] [--tars 10] [--chunk-size 2] [--experts 4]
+        [--shard-size 1000] [--jpg-kb 16 48] [--workers N] [--rounds 5] [--dir DIR] [--cold]
 """
 
 from __future__ import annotations
@@ -119,8 +33,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import modeflow.reshard.index
-from modeflow.reshard.index import index_chunk, write_expert
+import modeflow.reshard.write
+from modeflow.reshard.index import index_chunk
+from modeflow.reshard.write import write_expert
 from modeflow.common.uids import uids_to_pairs
 
 # How the reshard arms run their jobs. ONE: one after another in this process. POOL: side by side
@@ -253,12 +168,12 @@ def reshard(root: Path, chunks, dest: Path, n_experts: int, shard_size: int,
 def run_reshard(arm: str, workers: int, *args) -> tuple[int, float]:
     """One reshard arm, the worker pool's start-up and shut-down inside the timing."""
     if arm == WHOLE:  # the previous copy path: gather a whole shard, then write it
-        batch = modeflow.reshard.index._COPY_BATCH_BYTES
-        modeflow.reshard.index._COPY_BATCH_BYTES = 1 << 62
+        batch = modeflow.reshard.write._COPY_BATCH_BYTES
+        modeflow.reshard.write._COPY_BATCH_BYTES = 1 << 62
         try:
             return reshard(*args, None)
         finally:
-            modeflow.reshard.index._COPY_BATCH_BYTES = batch
+            modeflow.reshard.write._COPY_BATCH_BYTES = batch
     executor = executor_for(arm, workers)
     if executor is None:
         return reshard(*args, None)

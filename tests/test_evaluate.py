@@ -11,7 +11,8 @@ import pytest
 
 from modeflow.demo.wds import write_classification_task, write_retrieval_task, write_shards
 from modeflow.common.errors import ModeflowError
-from modeflow.evaluate.zeroshot import evaluate_model, metrics_from_logits, retrieval_metrics
+from modeflow.evaluate.metrics import metrics_from_logits, retrieval_metrics
+from modeflow.evaluate.zeroshot import evaluate_model
 from modeflow.evaluate.tasks import iter_task_samples, load_task
 
 CLASSES = ["red square", "blue circle", "green triangle", "black star"]

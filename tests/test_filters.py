@@ -7,13 +7,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from conftest import REPO
 from modeflow.common.errors import ConfigError, InputDataError
-from modeflow.filter.report import demo_scores, plot_demo_scores, plot_funnel, summarize
-from modeflow.filter.attributes import (basic_filter_masks, dedup_exact_mask, dedup_near_mask, detect_languages,
-                              sample_attributes)
-from modeflow.filter.build import build_subset, load_attributes, load_embeddings
-from modeflow.filter.subsets import check_subsets, combine, read_subset_file, subset_dependencies, subset_inputs
+from modeflow.demo.score_filter import plot_subset_scores, score_subsets
+from modeflow.filter.report import plot_funnel, summarize
+from modeflow.filter.attributes import detect_languages, sample_attributes
+from modeflow.filter.rules import basic_filter_masks, dedup_exact_mask, dedup_near_mask
+from modeflow.filter.build import build_subset, build_subset_from_inputs, load_attributes, load_embeddings
+from modeflow.common.subset_file import read_subset_file
+from modeflow.filter.subsets import KIND_INPUTS, check_subsets, combine, subset_dependencies, subset_inputs
 from modeflow.common.uids import UID_DTYPE, pairs_to_uids, uids_to_pairs
 
 BASIC = {"language": "en", "min_words": 3, "min_chars": 6, "min_image_side": 32, "max_aspect_ratio": 3.0}
@@ -265,14 +269,14 @@ def test_output_loads_as_sorted_u8_pairs_and_report(tmp_path):
     pq.write_table(pa.table({"uid": [uid(5), uid(3), uid(4), uid(9), uid(7)],
                              "noise": ["clean", "too_short", "duplicate", "tiny", "dead_link"],
                              "duplicate_of": [None, None, uid(5), None, None]}), gt)
-    scores = demo_scores(str(gt), pool["uid"].to_pylist(), paths, ["basic"])
+    scores = score_subsets(str(gt), pool["uid"].to_pylist(), paths, ["basic"])
     assert scores["basic"]["per_noise"]["too_short"]["share_removed"] == 1.0
     assert scores["basic"]["per_noise"]["clean"]["share_kept"] == 1.0
     assert scores["basic"]["acceptance"]["passed"] is True
     assert "dead_link" not in scores["basic"]["per_noise"]  # never reached the pool
     assert scores["dedup"]["per_noise"]["duplicate_groups"] == {"groups": 1, "share_one_kept": 1.0,
                                                                 "share_none_kept": 0.0}
-    plot_demo_scores(scores, tmp_path / "scores.png")
+    plot_subset_scores(scores, tmp_path / "scores.png")
     assert (tmp_path / "funnel.png").stat().st_size > 1000 and (tmp_path / "scores.png").stat().st_size > 1000
 
 
@@ -293,3 +297,29 @@ def test_subset_inputs_per_kind():
                                                 "uids": ["u0", "u1"]}
     assert subset_inputs(cfg, "f", **files) == {"attributes": ["at0", "at1"], "file": "my.npy"}
     assert subset_inputs(cfg, "u", **files) == {"subsets": ["subsets/f.npy", "subsets/a.npy"]}
+
+
+def test_subset_built_from_the_files_subset_inputs_names(tmp_path):
+    table = attrs([{"uid": uid(1), "shard": "00001"}, {"uid": uid(2)}, {"uid": uid(3)}])
+    pq.write_table(table, tmp_path / "attrs.parquet")
+    np.save(tmp_path / "v.npy", np.array([[1, 0], [1, 0.01], [0, 1]], dtype=np.float32))
+    pq.write_table(table.select(["uid", "shard", "key"]), tmp_path / "u.parquet")
+    cfg = {"a": {"kind": "no_filter"}, "n": {"kind": "dedup_near", "threshold": 0.99},
+           "f": {"kind": "subset_file", "path": datacomp_recipe([uid(2), uid(9)], tmp_path / "f.npy")},
+           "u": {"kind": "union", "of": ["n", "f"]}}
+    files = dict(attributes=[str(tmp_path / "attrs.parquet")], vectors=[str(tmp_path / "v.npy")],
+                 uid_tables=[str(tmp_path / "u.parquet")], subset_path=lambda d: str(tmp_path / f"{d}.npy"))
+    built = {}
+    for name in cfg:
+        built[name] = build_subset_from_inputs(name, cfg[name], subset_inputs(cfg, name, **files), basic=BASIC)
+        np.save(tmp_path / f"{name}.npy", built[name][0])
+    assert pairs_to_uids(built["a"][0]) == [uid(1), uid(2), uid(3)]
+    assert pairs_to_uids(built["n"][0]) == [uid(2), uid(3)]  # uid 1 comes later in pool order
+    assert pairs_to_uids(built["f"][0]) == [uid(2)] and built["f"][1]["absent_from_pool"] == 1
+    assert pairs_to_uids(built["u"][0]) == [uid(2), uid(3)] and built["u"][1]["kind"] == "union"
+
+
+def test_every_configurable_kind_has_its_inputs():
+    schema = yaml.safe_load((REPO / "src" / "modeflow" / "config" / "config.schema.yaml").read_text())
+    kinds = schema["properties"]["filter"]["properties"]["subsets"]["additionalProperties"]["properties"]["kind"]["enum"]
+    assert sorted(KIND_INPUTS) == sorted(kinds)

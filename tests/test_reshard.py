@@ -17,10 +17,12 @@ import pytest
 import webdataset as wds
 
 from modeflow.common.errors import InputDataError, ModeflowError
-from modeflow.reshard.index import absent_from_pool, index_chunk, ooc_draw, write_expert
+from modeflow.reshard.index import index_chunk
+from modeflow.reshard.membership import ooc_draw
+from modeflow.reshard.write import absent_from_pool, write_expert
 from modeflow.reshard.check import plot_experts, verify_experts
 from modeflow.wds.tarindex import index_tar
-from modeflow.common.uids import UID_DTYPE, pairs_to_uids, uid_pairs, uids_to_pairs
+from modeflow.common.uids import UID_DTYPE, uid_pairs, uids_to_pairs
 
 N_EXPERTS = 3
 PER_SHARD = 20
@@ -215,15 +217,15 @@ def test_layout_meta_and_webdataset(pool):
     assert sum(owner[json.loads(m)["uid"]] == 0 for *_, m in samples) == meta["in_cluster_samples"]
 
 
-def test_datacomp_subset_file_with_other_field_names(pool):
+def test_subset_file_with_other_field_names_is_refused(pool):
+    """DataComp's resharder asserts the dtype np.dtype("u8,u8"), field names included (the rule of
+    modeflow.common.subset_file)."""
     root, uids = pool
     pairs = uids_to_pairs(uids[:30])
-    datacomp = np.empty(len(pairs), dtype=[("hi", "<u8"), ("lo", "<u8")])
-    datacomp["hi"], datacomp["lo"] = pairs["f0"], pairs["f1"]
-    index, subset, dirs, metas = run(root, None, subset_pairs=datacomp, ooc_ratio=0.0)
-    assert sum(m["output_samples"] for m in metas) == 30 and metas[0]["processed_samples"] == 60
-    written = np.concatenate([np.load(d / "sample_ids.npy") for d in dirs])
-    assert sorted(pairs_to_uids(written)) == sorted(uids[:30])
+    renamed = np.empty(len(pairs), dtype=[("hi", "<u8"), ("lo", "<u8")])
+    renamed["hi"], renamed["lo"] = pairs["f0"], pairs["f1"]
+    with pytest.raises(InputDataError, match=r"subset\.npy: subset must be a 1-d array of dtype"):
+        run(root, None, subset_pairs=renamed, ooc_ratio=0.0)
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.97])
@@ -382,7 +384,7 @@ def test_keys_of_other_widths_are_renamed(tmp_path):
 
 
 def test_output_does_not_depend_on_how_many_tars_stay_open(pool, monkeypatch):
-    import modeflow.reshard.index as reshard
+    import modeflow.reshard.write as reshard
 
     root, uids = pool
     _, _, dirs, _ = run(root, uids, out="many")
@@ -397,7 +399,7 @@ def test_output_does_not_depend_on_how_many_tars_stay_open(pool, monkeypatch):
 @pytest.mark.parametrize("key_format", ["{shard}{j:04d}", "k{shard}_{j}"])  # same / other key width
 @pytest.mark.parametrize("batch", [512, 6000])  # smaller than any sample; a few samples per batch
 def test_output_does_not_depend_on_the_copy_batch(tmp_path, monkeypatch, key_format, batch):
-    import modeflow.reshard.index as reshard
+    import modeflow.reshard.write as reshard
 
     uids = write_pool(tmp_path, key_format=key_format)
     monkeypatch.setattr(reshard, "_COPY_BATCH_BYTES", 1 << 40)  # a whole shard per batch
@@ -440,3 +442,26 @@ def test_pooled_reshard_keeps_every_kept_sample_once_without_ooc(pool):
     with pytest.raises(ValueError):
         index_chunk(root / "embed_c0.parquet", None, subset, [], root / "x.parquet", root / "x.json",
                     num_experts=2, ooc_ratio=0.0, seed=1)
+
+
+def test_empty_tars_reshard_as_no_samples(pool, monkeypatch):
+    """A shard where every download failed is an empty tar (0 embed rows): beside a normal tar in
+    a chunk, and as a chunk's only tar, phase 1 and phase 2 take it as no samples."""
+    root, uids = pool
+    _, _, before, _ = run(root, uids, out="before")
+    shutil.rmtree(root / "index")
+    with wds.TarWriter(str(root / "00003.tar")):  # as img2dataset leaves such a shard
+        pass
+    tarfile.open(root / "00004.tar", "w").close()
+    monkeypatch.setitem(CHUNKS, "c1", ["00002", "00003"])
+    monkeypatch.setitem(CHUNKS, "c2", ["00004"])
+    for table in ("embed", "assign"):
+        pq.write_table(pq.read_table(root / f"{table}_c1.parquet").slice(0, 0), root / f"{table}_c2.parquet")
+    index, subset, after, metas = run(root, uids, out="after")
+    assert json.loads((root / "index" / "c2.json").read_text())["pool_samples"] == 0
+    assert pq.read_table(index[2]).num_rows == 0
+    verify_experts(after, index, subset, deep=True)
+    for a, b in zip(before, after):
+        tars = sorted(p.name for p in a.glob("*.tar"))
+        assert tars == sorted(p.name for p in b.glob("*.tar"))
+        assert all((a / t).read_bytes() == (b / t).read_bytes() for t in tars)

@@ -1,4 +1,5 @@
-"""Reading webdataset shards (modeflow.wds.reader): samples, captions/uids, and truncated-tar detection."""
+"""Reading webdataset shards (modeflow.wds.reader): samples, captions/uids, and truncated-tar detection;
+and their byte-level index (modeflow.wds.tarindex): empty tars, member extents and names."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import json
 import tarfile
 
 import pytest
+import webdataset as wds
 
 from modeflow.common.errors import InputDataError
 from modeflow.wds.reader import count_samples, iter_samples, read_captions
+from modeflow.wds.tarindex import index_tar, member_extents
+from modeflow.wds.tarwrite import write_empty_tar, write_sorted_tar
 from modeflow.common.uids import derive_uid
 
 UIDS = [derive_uid(f"u{i}", f"c{i}") for i in range(3)]
@@ -125,3 +129,69 @@ def test_duplicate_key_is_an_error(tmp_path):
     _write_tar(path, _sample_members(0) + _sample_members(1) + [("00000.cls", b"3")])
     with pytest.raises(InputDataError, match="duplicate sample key '00000'"):
         list(iter_samples(str(path)))
+
+
+# ---- byte-level index ---------------------------------------------------------------------------
+
+def _empty_tar(path, writer: str) -> None:
+    if writer == "tarfile":
+        tarfile.open(path, "w").close()
+    elif writer == "webdataset":  # what img2dataset leaves for a shard where every download failed
+        with wds.TarWriter(str(path)):
+            pass
+    elif writer == "write_empty_tar":
+        write_empty_tar(path)
+    else:  # the download's sorted copy of such a shard: just the end-of-archive blocks
+        _empty_tar(path.with_suffix(".src"), "webdataset")
+        write_sorted_tar(path.with_suffix(".src"), path)
+
+
+@pytest.mark.parametrize("writer", ["tarfile", "webdataset", "write_empty_tar", "sorted copy"])
+def test_tar_without_members_indexes_to_an_empty_index(tmp_path, writer):
+    path = tmp_path / "00000.tar"
+    _empty_tar(path, writer)
+    index = index_tar(str(path))
+    assert len(index.sample_keys) == len(index.sample_start) == len(index.sample_end) == 0
+    assert len(index.member_block) == len(index.member_chk_base) == len(index.member_chk_field) == 0
+    start, end, names = member_extents(str(path))
+    assert len(start) == len(end) == len(names) == 0
+    assert read_captions(str(path)) == ([], [])
+
+
+def test_zero_byte_file_is_a_truncated_tar(tmp_path):
+    path = tmp_path / "00000.tar"
+    path.write_bytes(b"")
+    with pytest.raises(InputDataError, match="00000.tar: truncated tar"):
+        index_tar(str(path))
+
+
+def _long_name_tar(path, fmt) -> list[str]:
+    names = ["b.txt", "a" * 60 + "/" + "x" * 90 + ".jpg", "c.json"]  # too long for the name field alone
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 700
+            tar.addfile(info, io.BytesIO(bytes(700)))
+    return names
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_member_extents_and_names_match_tarfile(tmp_path, fmt):
+    """Long names as pax path records, GNU long-name headers or ustar prefixes are resolved as
+    tarfile resolves them; each member's extent starts at its extension header."""
+    path = tmp_path / "x.tar"
+    _long_name_tar(path, fmt)
+    start, end, names = member_extents(str(path))
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    assert [n.decode() for n in names] == [m.name for m in members]
+    assert start.tolist() == [0, *end[:-1].tolist()]  # members tile the tar
+    assert end.tolist() == [-(-(m.offset_data + m.size) // 512) for m in members]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_index_refuses_names_it_cannot_rename_in_place(tmp_path, fmt):
+    path = tmp_path / "x.tar"
+    _long_name_tar(path, fmt)
+    with pytest.raises(InputDataError, match=r"x\.tar: member .* (unsupported tar feature|pax record\(s\) \['path'\])"):
+        index_tar(str(path))

@@ -209,3 +209,40 @@ def test_image_folder_missing_image_column(tmp_path):
     captions = _csv(tmp_path, ["path", "caption"], [("a.png", "red")], name="caps.csv")
     with pytest.raises(InputDataError, match="no image file column 'file'"):
         read_image_folder(folder, captions)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet"])
+def test_plan_counts_the_rows_the_pool_step_reads(tmp_path, fmt):
+    """A quoted newline inside a csv caption is one row for the shard plan and for the pool step,
+    so the plan gets no phantom shard (one parser decides both: modeflow.pool.table)."""
+    from modeflow.config import validate_config
+    from modeflow.pool.plan import plan_shards
+    from modeflow.pool.table import count_rows
+
+    captions = ['a dog\nplaying "fetch", in the park', "a cat", "a bird"] * 2
+    if fmt == "csv":
+        captions[1] = 'say "hi"\n\nthen leave'
+    if fmt == "tsv":  # tsv has no quoting: fields hold no newline
+        captions = [c.replace("\n", " ") for c in captions]
+    urls = [f"http://h.invalid/{i}.png" for i in range(len(captions))]
+    path = tmp_path / f"u.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(pa.table({"url": urls, "caption": captions}), path)
+    else:
+        _write_text_list(path, ["url", "caption"], list(zip(urls, captions)), "," if fmt == "csv" else "\t")
+    table, _ = read_url_list(str(path))
+    assert count_rows(str(path)) == table.num_rows == 6
+    cfg = validate_config({"pool": {"source": "url_list", "url_list": {"path": str(path)}},
+                           "download": {"shard_size": 3}})
+    assert plan_shards(cfg).shards == ("00000", "00001")
+
+
+def test_row_count_of_an_empty_or_missing_table(tmp_path):
+    from modeflow.pool.table import count_rows
+
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text("url,caption\n")
+    assert count_rows(str(tmp_path / "empty.csv")) == 0
+    assert count_rows(str(tmp_path / "header.csv")) == 0
+    with pytest.raises(InputDataError, match="not found.*nope.csv"):
+        count_rows(str(tmp_path / "nope.csv"))

@@ -6,7 +6,11 @@ epoch, the shipped tiny ViT.
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import inspect
 import io
+import json
 import math
 import shutil
 import subprocess
@@ -20,11 +24,14 @@ import torch
 from modeflow.train.checkpoints import (read_checkpoint, CheckpointMismatchError, CorruptCheckpointError, check_fits,
                                   checkpoint_epoch, latest_good_checkpoint, load_clip)
 from modeflow.common.errors import ConfigError, InputDataError
-from modeflow.train.recipe import (TrainingFailedError, build_argv, entry_options, first_slurm_host, launcher_argv,
-                            plan_runs, resolve_train_config, run_training, samples_per_epoch,
-                            train_flops_per_sample)
+from modeflow.train.argv import build_argv, entry_options
+from modeflow.train.launch import first_slurm_host, launcher_argv
+from modeflow.train.recipe import resolve_train_config, samples_per_epoch, train_flops_per_sample
+from modeflow.train.run import TrainingFailedError, run_training
+from modeflow.train.runs import plan_runs, run_samples_per_epoch
 from modeflow.train.curves import parse_log
-from modeflow.train.entry import parse_entry_argv, schedule_lr
+from modeflow.train.entry import PATCHED, parse_entry_argv
+from modeflow.train.schedule import schedule_lr
 
 MODEL = "modeflow-tiny-vit"
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -216,6 +223,71 @@ def test_first_slurm_host_without_scontrol():
     assert first_slurm_host("single") == "single"
 
 
+def test_samples_per_epoch_of_each_run(tmp_path):
+    (tmp_path / "meta.json").write_text(json.dumps({"output_samples": 1234}))
+    kept = resolve_train_config({"samples_per_epoch": None})
+    assert run_samples_per_epoch("seed", kept, data_dir=tmp_path) == 1234
+    assert run_samples_per_epoch("seed", resolve_train_config({}), data_dir=tmp_path) == 5000
+    # every other run keeps the seed's, whatever its own data
+    seed_meta = tmp_path / "seed.json"
+    seed_meta.write_text(json.dumps({"samples_per_epoch": 777}))
+    for name in ("expert_01", "dense"):
+        assert run_samples_per_epoch(name, kept, data_dir=tmp_path / "none", seed_meta=seed_meta) == 777
+    with pytest.raises(ConfigError, match="seed meta"):
+        run_samples_per_epoch("expert_00", kept, data_dir=tmp_path)
+
+
+# What modeflow.train.entry patches (PATCHED) or calls from a patch, as the pinned open_clip_train
+# (open-clip-torch 3.3.0, webdataset 0.2.86) has them: a callable's signature, a constant's type.
+UPSTREAM_SIGNATURES = {
+    "open_clip_train.main.cosine_lr": "(optimizer, base_lr, warmup_length, steps)",
+    "open_clip_train.main.create_loss": "(args)",
+    "webdataset.shuffle": "(data, bufsize=1000, initial=100, rng=None, handler=None)",
+    "open_clip_train.data.ResampledShards2":
+        f"(urls, weights=None, nshards={sys.maxsize}, worker_seed=None, deterministic=False, epoch=-1)",
+    "open_clip_train.data._SAMPLE_SHUFFLE_SIZE": "int",
+    "open_clip_train.data._SAMPLE_SHUFFLE_INITIAL": "int",
+    "open_clip_train.data.pytorch_worker_seed": "(increment=0)",
+    "open_clip_train.data.SharedEpoch.get_value": "(self)",
+}
+
+
+def _upstream(dotted: str):
+    """The object at `dotted` (a module path, then attributes), or None if there is none."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name, None)
+        return obj
+    return None
+
+
+def test_open_clip_train_patches_match_the_installed_version():
+    unrecorded = {target for target, _ in PATCHED} - set(UPSTREAM_SIGNATURES)
+    assert not unrecorded, f"record the upstream signature of each new patch: {sorted(unrecorded)}"
+    problems = []
+    for target, recorded in UPSTREAM_SIGNATURES.items():
+        obj = _upstream(target)
+        got = None if obj is None else (str(inspect.signature(obj)) if callable(obj) else type(obj).__name__)
+        if got != recorded:
+            problems.append(f"{target}: {'gone' if obj is None else got}, recorded {recorded}")
+    for target, caller in PATCHED:
+        # a patch only works while the caller looks the name up when it runs
+        attribute, code = target.rsplit(".", 1)[1], getattr(_upstream(caller), "__code__", None)
+        if code is None or attribute not in code.co_names:
+            problems.append(f"{caller} no longer reads {attribute}: replacing {target} changes nothing")
+    versions = {name: importlib.metadata.version(name) for name in ("open-clip-torch", "webdataset")}
+    assert not problems, (
+        f"installed {versions}: not what modeflow.train.entry's patches were written for "
+        "(open-clip-torch 3.3.0, webdataset 0.2.86):\n  " + "\n  ".join(problems) +
+        "\nreview each patch (the block at the top of src/modeflow/train/entry.py) against the new "
+        "version, then update UPSTREAM_SIGNATURES")
+
+
 def test_parse_log_keeps_the_rerun_of_a_killed_epoch(tmp_path):
     line = ("2026-01-01,00:00:0{t} | INFO | Train Epoch: {e} [{n}/64 (50%)] Data (t): 0.0 Batch (t): "
             "0.1, 10.0/s, 10.0/s/gpu LR: {lr} Logit Scale: 14.0 Contrastive_loss: {l} (1.0) "
@@ -390,7 +462,7 @@ def test_a_run_dir_from_other_inputs_is_moved_aside_not_resumed(seed_run, shards
 
 
 def test_training_is_deterministic_for_a_fixed_seed(seed_run, shards, tmp_path):
-    """webdataset seeds its sample shuffle from the pid and the clock; train_entry seeds it from
+    """webdataset seeds its sample shuffle from the pid and the clock; the entry seeds it from
     torch's per-worker seed, so a second run of the same recipe gives the same weights."""
     run_training("seed", seed_run["cfg"], train_tars=shards, init_checkpoint=None, run_dir=tmp_path / "seed",
                  out_checkpoint=tmp_path / "seed.pt", out_meta=tmp_path / "seed.json", num_experts=2,

@@ -1,7 +1,8 @@
 """Snakemake adapter: assign one chunk's embeddings to fine clusters and experts."""
 import faiss
 
-from modeflow.cluster.model import assign_chunk, load_cluster_model
+from modeflow.cluster.assign import assign_chunk
+from modeflow.cluster.model import load_cluster_model
 from modeflow.common.joblog import job_log
 
 with job_log(snakemake.log[0]) as log:

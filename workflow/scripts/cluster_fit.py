@@ -1,7 +1,8 @@
 """Snakemake adapter: fit the two-level cluster model on a sample of all chunks' embeddings."""
 import faiss
 
-from modeflow.cluster.model import fit_cluster_model, sample_embeddings, save_cluster_model
+from modeflow.cluster.model import fit_cluster_model, save_cluster_model
+from modeflow.cluster.sample import sample_embeddings
 from modeflow.common.joblog import job_log
 
 opts = snakemake.params.cluster

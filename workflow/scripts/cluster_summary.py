@@ -1,6 +1,6 @@
 """Snakemake adapter: expert sizes over all chunks (empty-expert check) and the report's plots."""
 from modeflow.common.atomic import write_json
-from modeflow.cluster.model import check_empty_experts, summarize_assignments
+from modeflow.cluster.summary import check_empty_experts, summarize_assignments
 from modeflow.cluster.report import plot_projection, plot_sizes
 from modeflow.common.joblog import job_log
 

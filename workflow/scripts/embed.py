@@ -1,7 +1,8 @@
 """Snakemake adapter: caption embeddings of one chunk of shards (modeflow.embed.encode)."""
 import torch
 
-from modeflow.embed.encode import default_read_workers, embed_shards, load_text_encoder
+from modeflow.embed.encode import default_read_workers, embed_shards
+from modeflow.embed.encoders import load_text_encoder
 from modeflow.common.joblog import job_log
 
 opts = snakemake.params.embed

@@ -3,7 +3,7 @@
 import os
 
 from modeflow.common.atomic import write_json
-from modeflow.ensemble.routing import WEIGHTS_JSON
+from modeflow.ensemble.saved_weights import WEIGHTS_JSON
 from modeflow.demo.checks import load_and_check
 from modeflow.common.joblog import job_log
 

@@ -2,7 +2,7 @@
 experts' weights from the tasks' class names / captions, embedded by the clustering text encoder.
 Output: a directory with weights.json and query_weights/ (per-caption weights of retrieval tasks)."""
 from modeflow.common.atomic import atomic_dir
-from modeflow.embed.encode import load_text_encoder
+from modeflow.embed.encoders import load_text_encoder
 from modeflow.ensemble.routing import compute_task_weights
 from modeflow.common.joblog import job_log
 

@@ -5,7 +5,8 @@ import shutil
 from pathlib import Path
 
 from modeflow.common.atomic import atomic_dir, write_json
-from modeflow.evaluate.zeroshot import evaluate_model, reset_if_stale
+from modeflow.evaluate.results import reset_if_stale
+from modeflow.evaluate.zeroshot import evaluate_model
 from modeflow.common.joblog import job_log
 
 params, model = snakemake.params, snakemake.wildcards.model

@@ -2,7 +2,7 @@
 from modeflow.common.atomic import write_parquet
 from modeflow.train.checkpoints import load_clip
 from modeflow.filter.clip_score import score_chunk
-from modeflow.embed.encode import resolve_device
+from modeflow.common.device import resolve_device
 from modeflow.common.joblog import job_log
 
 params = snakemake.params

@@ -1,8 +1,8 @@
-"""Snakemake adapter: phase 2 of the reshard, one expert's shard directory (modeflow.reshard.index.write_expert)."""
+"""Snakemake adapter: phase 2 of the reshard, one expert's shard directory (modeflow.reshard.write.write_expert)."""
 from pathlib import Path
 
 from modeflow.common.joblog import job_log
-from modeflow.reshard.index import write_expert
+from modeflow.reshard.write import write_expert
 
 params = snakemake.params
 with job_log(snakemake.log[0]) as log:

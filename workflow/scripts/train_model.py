@@ -1,28 +1,24 @@
 """Snakemake adapter: train one model (seed, an expert, or the dense baseline) with open_clip_train
-through modeflow.train.recipe.run_training; a rerun resumes from the run directory's checkpoints."""
-import json
+through modeflow.train.run.run_training; a rerun resumes from the run directory's checkpoints."""
 from pathlib import Path
 
 from modeflow.common.joblog import job_log
-from modeflow.train.recipe import run_training, samples_per_epoch
+from modeflow.train.run import run_training
+from modeflow.train.runs import run_samples_per_epoch
 
 params, model = snakemake.params, snakemake.wildcards.model
 with job_log(snakemake.log[0]) as log:
     data = Path(snakemake.input.data)
     tars = sorted(str(p) for p in data.glob("*.tar"))
-    if model == "seed":
-        kept = json.loads((data / "meta.json").read_text())["output_samples"]
-        per_epoch = samples_per_epoch(params.train, kept)
-        init = None
-    else:  # every run keeps the seed's steps per epoch (MoDE's resampled streaming)
-        per_epoch = json.loads(Path(snakemake.input.init_meta).read_text())["samples_per_epoch"]
-        init = snakemake.input.init
+    # the seed has no init checkpoint nor init meta (workflow/rules/common.smk: train_inputs)
+    per_epoch = run_samples_per_epoch(model, params.train, data_dir=data,
+                                      seed_meta=snakemake.input.get("init_meta"))
     log.info("training %s on %d shard(s) of %s, %d samples per epoch", model, len(tars), data, per_epoch)
     meta = run_training(
         model,
         params.train,
         train_tars=tars,
-        init_checkpoint=init,
+        init_checkpoint=snakemake.input.get("init"),
         run_dir=params.run_dir,
         out_checkpoint=snakemake.output.checkpoint,
         out_meta=snakemake.output.meta,

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from modeflow.common.vectors import normalize_rows
+
 BALANCE_SLACK = 0.1  # a cluster may hold up to 10% more than N/K: MoDE's balance is not strict either
 CANDIDATES = 8  # nearest centers each point may propose to before the exhaustive fallback
 
@@ -110,7 +112,7 @@ def _update_centers(x: np.ndarray, labels: np.ndarray, old: np.ndarray, spherica
         centers[empty] = x[far]
     centers = centers.astype(np.float32)
     if spherical:
-        centers /= np.maximum(np.linalg.norm(centers, axis=1, keepdims=True), 1e-12)
+        normalize_rows(centers, centers, allow_zero=True)
     return centers
 
 

@@ -11,7 +11,8 @@ import numpy as np
 from modeflow.common.errors import InputDataError
 
 UID_DTYPE = np.dtype("u8,u8")
-_UID_RE = re.compile(r"^[0-9a-f]{32}$")
+UID_PATTERN = "^[0-9a-f]{32}$"  # for Python's re here, for pyarrow.compute (RE2) in pool.sources
+_UID_RE = re.compile(UID_PATTERN)
 
 
 def derive_uid(url: str, caption: str) -> str:

@@ -7,11 +7,14 @@ are reported, never asserted inside the workflow: a demo that does not show MoDE
 
 from __future__ import annotations
 
-import csv
 import json
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from modeflow.common.names import DENSE_MODEL, expert_index, expert_model, is_expert_model
+from modeflow.ensemble.saved_weights import read_weights_json
+from modeflow.ensemble.summary import read_summary
 
 
 def domain_experts(cluster_scores: Mapping) -> dict[str, str]:
@@ -21,37 +24,28 @@ def domain_experts(cluster_scores: Mapping) -> dict[str, str]:
             for domain, row in zip(cluster_scores["domains"], table)}
 
 
-def read_summary(summary_csv) -> dict[str, dict[str, float]]:
-    """{arm: {task or "average": headline metric}} from the ensemble's summary.csv."""
-    with open(summary_csv, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    arm_column = next(iter(rows[0])) if rows else "arm"
-    return {row[arm_column]: {k: float(v) for k, v in row.items() if k != arm_column and v not in ("", None)}
-            for row in rows}
-
-
 def demo_checks(summary: Mapping[str, Mapping[str, float]], weights: Mapping[str, Sequence[float]],
                 cluster_scores: Mapping, domains: Sequence[str], costs: Mapping | None = None,
                 arm: str = "mode") -> dict:
     """Per domain task: the domain's expert vs the best expert and the most-weighted one; then the
     MoDE arm's (`arm`: mode or mode_paper) average against the uniform ensemble and the dense baseline."""
     owner = domain_experts(cluster_scores)
-    experts = sorted(arm for arm in summary if arm.startswith("expert_"))
+    experts = sorted(arm for arm in summary if is_expert_model(arm))
     per_task = {}
     for domain in domains:
         if domain not in owner or domain not in next(iter(summary.values()), {}):
             continue
         scores = {arm: summary[arm][domain] for arm in experts}
         best = max(scores, key=scores.get)
-        own = f"expert_{owner[domain]}"
+        own = expert_model(expert_index(owner[domain]))
         task_weights = list(weights.get(domain, []))
-        top_weight = f"expert_{int(np.argmax(task_weights)):02d}" if task_weights else None
+        top_weight = expert_model(int(np.argmax(task_weights))) if task_weights else None
         per_task[domain] = {
             "domain_expert": own,
             "best_expert": best,
             "domain_expert_is_best": best == own,
             "most_weighted_expert": top_weight,
-            "weight_on_domain_expert": task_weights[int(own.split("_")[1])] if task_weights else None,
+            "weight_on_domain_expert": task_weights[expert_index(own)] if task_weights else None,
             "most_weight_on_domain_expert": top_weight == own,
             "expert_scores": scores,
         }
@@ -59,7 +53,7 @@ def demo_checks(summary: Mapping[str, Mapping[str, float]], weights: Mapping[str
     def avg(arm):
         return summary.get(arm, {}).get("average")
 
-    mode, uniform, dense = avg(arm), avg("uniform"), avg("dense")
+    mode, uniform, dense = avg(arm), avg("uniform"), avg(DENSE_MODEL)
     return {
         "mode_arm": arm,
         "domain_tasks": per_task,
@@ -75,8 +69,7 @@ def demo_checks(summary: Mapping[str, Mapping[str, float]], weights: Mapping[str
 def load_and_check(summary_csv, weights_json, cluster_scores_json, domains, costs_json=None,
                    arm: str = "mode") -> dict:
     """The checks from the ensemble's files; weights.json holds {task: {arm: [weight per expert]}}."""
-    with open(weights_json) as fh:
-        weights = {task: entry[arm] for task, entry in json.load(fh).items() if arm in entry}
+    weights = {task: entry[arm] for task, entry in read_weights_json(weights_json).items() if arm in entry}
     with open(cluster_scores_json) as fh:
         cluster_scores = json.load(fh)
     costs = None

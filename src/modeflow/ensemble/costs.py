@@ -3,7 +3,7 @@
 Every arm starts from the seed, so its cost includes the seed's: an expert alone costs seed + that
 expert, the MoDE ensemble (and uniform / top-1 / oracle, which use the same experts) seed + all
 experts, the dense baseline seed + dense. MoDE's identity: dense == sum of experts, so the two
-main arms match in compute (MODE.md §4).
+main arms match in compute (docs/method.md §4).
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import json
 from pathlib import Path
 from typing import Iterable, Mapping
 
-ENSEMBLE_ARMS = ("mode", "mode_paper", "uniform", "top1", "oracle")
+from modeflow.common.names import DENSE_MODEL, SEED_MODEL, is_expert_model
+from modeflow.ensemble.arms import METHOD_ARMS, ORACLE
+
+ENSEMBLE_ARMS = (*METHOD_ARMS, ORACLE)  # the arms that need every expert trained
 
 
 def _cost(meta: Mapping) -> dict:
@@ -26,18 +29,18 @@ def _add(*costs: Mapping) -> dict:
 
 def arm_costs(metas: Mapping[str, Mapping]) -> dict[str, dict]:
     """{arm: {samples_seen, flops, wall_seconds}} from {run name: meta} (seed, expert_XX, dense)."""
-    if "seed" not in metas:
+    if SEED_MODEL not in metas:
         raise ValueError("arm costs need the seed run's meta")
-    seed = _cost(metas["seed"])
-    experts = sorted(name for name in metas if name.startswith("expert_"))
-    out = {"seed": seed}
+    seed = _cost(metas[SEED_MODEL])
+    experts = sorted(name for name in metas if is_expert_model(name))
+    out = {SEED_MODEL: seed}
     for name in experts:
         out[name] = _add(seed, _cost(metas[name]))
     if experts:
         all_experts = _add(seed, *(_cost(metas[name]) for name in experts))
         out.update({arm: dict(all_experts) for arm in ENSEMBLE_ARMS})
-    if "dense" in metas:
-        out["dense"] = _add(seed, _cost(metas["dense"]))
+    if DENSE_MODEL in metas:
+        out[DENSE_MODEL] = _add(seed, _cost(metas[DENSE_MODEL]))
     return out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -10,16 +9,20 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from modeflow.common.errors import InputDataError
+from modeflow.common.names import expert_name
 from modeflow.common.plots import png_figure
+from modeflow.ensemble.arms import ORACLE
+from modeflow.ensemble.saved_weights import read_weights_json
+from modeflow.ensemble.summary import read_summary
 
 
 def plot_weights_heatmap(weights_json: str | Path, png: str | Path, variant: str = "mode") -> None:
     """Tasks x experts heatmap of the ensemble weights (retrieval: mean over captions), annotated."""
-    weights = json.loads(Path(weights_json).read_text())
+    weights = read_weights_json(weights_json)
     if not weights:
         raise InputDataError(f"{weights_json}: no tasks")
     tasks = list(weights)
-    experts = weights[tasks[0]].get("experts") or [f"{i:02d}" for i in range(len(weights[tasks[0]][variant]))]
+    experts = weights[tasks[0]].get("experts") or [expert_name(i) for i in range(len(weights[tasks[0]][variant]))]
     grid = np.array([weights[t][variant] for t in tasks])
     with png_figure(png, (1.6 + 0.9 * len(experts), 1.2 + 0.45 * len(tasks))) as fig:
         ax = fig.add_subplot()
@@ -34,12 +37,11 @@ def plot_weights_heatmap(weights_json: str | Path, png: str | Path, variant: str
 
 
 def _read_summary(summary_csv: str | Path) -> tuple[list[str], list[str], np.ndarray]:
-    with open(summary_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
+    summary = read_summary(summary_csv)
+    if not summary:
         raise InputDataError(f"{summary_csv}: no arms")
-    columns = [c for c in rows[0] if c != "arm"]
-    return [r["arm"] for r in rows], columns, np.array([[float(r[c]) for c in columns] for r in rows])
+    columns = list(next(iter(summary.values())))
+    return list(summary), columns, np.array([[row[c] for c in columns] for row in summary.values()])
 
 
 def plot_accuracy_bars(summary_csv: str | Path, png: str | Path) -> None:
@@ -52,7 +54,7 @@ def plot_accuracy_bars(summary_csv: str | Path, png: str | Path) -> None:
         x = np.arange(len(columns))
         colors = [f"C{i % 10}" for i in range(len(arms))]
         for i, arm in enumerate(arms):
-            oracle = arm == "oracle"
+            oracle = arm == ORACLE
             ax.bar(x + (i - (len(arms) - 1) / 2) * width, 100 * values[i], width,
                    label="oracle (best single expert, not a method)" if oracle else arm,
                    color="white" if oracle else colors[i], edgecolor="gray" if oracle else colors[i],

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from modeflow.common.errors import InputDataError
+from modeflow.wds.reader import IMAGE_EXTENSIONS
 
 KINDS = ("classification", "retrieval")
-IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 CLASSNAMES = "classnames.txt"
 TEMPLATES = "zeroshot_classification_templates.txt"
 DATASET_TYPE = "dataset_type.txt"
@@ -109,10 +109,10 @@ def load_task(task_dir: str | Path) -> Task:
 
 
 def _image_of(sample: dict, where: str):
-    for ext in IMAGE_EXTS:
+    for ext in IMAGE_EXTENSIONS:
         if ext in sample:
             return sample[ext]
-    raise InputDataError(f"{where}: no image ({'/'.join(IMAGE_EXTS)})")
+    raise InputDataError(f"{where}: no image ({'/'.join(IMAGE_EXTENSIONS)})")
 
 
 def _target_of(task: Task, sample: dict, where: str) -> int | list[str]:

@@ -1,13 +1,12 @@
 """Build one named subset (config `filter.subsets.<name>`) -> (sorted u8,u8 uids, stats).
 
-Pool kinds read the per-chunk attribute tables; subset_file reads the user's DataComp .npy;
-clip_score reads the per-chunk clip scores; set kinds read the subsets they combine. A subset that keeps nothing is an error naming what
-removed everything: an empty subset must never reach training.
+Each kind reads the files modeflow.filter.subsets.KIND_INPUTS names for it. A subset that keeps
+nothing is an error naming what removed everything: an empty subset must never reach training.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -16,8 +15,9 @@ import pyarrow.parquet as pq
 
 from modeflow.filter.clip_score import clip_score_keep
 from modeflow.common.errors import InputDataError
-from modeflow.filter.attributes import basic_filter_masks, dedup_exact_mask, dedup_near_mask, pool_order
-from modeflow.filter.subsets import POOL_KINDS, SEED_SCORER, SET_KINDS, combine, read_subset_file, restrict_to_pool
+from modeflow.filter.rules import basic_filter_masks, dedup_exact_mask, dedup_near_mask, pool_order
+from modeflow.common.subset_file import read_subset_file
+from modeflow.filter.subsets import KIND_INPUTS, POOL_KINDS, SEED_SCORER, SET_KINDS, combine, restrict_to_pool
 from modeflow.common.uids import uids_to_pairs
 
 
@@ -147,3 +147,18 @@ def build_subset(name: str, spec: dict, *, basic: dict | None = None, attributes
     else:
         raise ValueError(f"unknown subset kind {kind}")
     return pairs, {"name": name, "kind": kind, **stats}
+
+
+def build_subset_from_inputs(name: str, spec: dict, inputs: Mapping[str, Sequence[str] | str], *,
+                             basic: dict | None = None) -> tuple[np.ndarray, dict]:
+    """build_subset on the subset job's files, keyed as subset_inputs keys them (KIND_INPUTS).
+    subset_file's `file` input is spec["path"] itself, which build_subset reads."""
+    needs = KIND_INPUTS[spec["kind"]]
+    attributes = load_attributes(inputs["attributes"]) if "attributes" in needs else None
+    vectors = (load_embeddings(inputs["vectors"], inputs["uids"], attributes["uid"].to_pylist())
+               if "vectors" in needs else None)
+    scores = pa.concat_tables(pq.read_table(p) for p in inputs["scores"]) if "scores" in needs else None
+    operands = ({dep: read_subset_file(path) for dep, path in zip(spec["of"], inputs["subsets"])}
+                if "subsets" in needs else None)
+    return build_subset(name, spec, basic=basic, attributes=attributes, vectors=vectors, operands=operands,
+                        scores=scores)

@@ -15,9 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modeflow.common.errors import ConfigError, InputDataError
-from modeflow.wds.reader import iter_samples
-
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+from modeflow.wds.reader import IMAGE_EXTENSIONS, iter_samples
 
 
 def _decode(data: bytes, where: str):

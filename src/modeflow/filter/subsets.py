@@ -1,4 +1,5 @@
-"""Named uid subsets (config `filter.subsets`): validation, DataComp .npy I/O and multiset algebra.
+"""Named uid subsets (config `filter.subsets`): validation, inputs and multiset algebra (the .npy files:
+modeflow.common.subset_file).
 
 A subset is a sorted np.dtype("u8,u8") array, DataComp's format; a uid listed k times is written
 k times by reshard (upsampling), so the set operations count multiplicities:
@@ -8,16 +9,28 @@ uid present in any later operand (a filter removes a sample, not one of its copi
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from modeflow.common.errors import ConfigError, InputDataError
-from modeflow.common.uids import UID_DTYPE, is_sorted
+from modeflow.common.errors import ConfigError
+from modeflow.common.uids import UID_DTYPE
 
 SET_KINDS = ("intersection", "union", "difference")
 POOL_KINDS = ("no_filter", "basic_filter", "dedup_exact", "dedup_near")
 SEED_SCORER = "seed"  # clip_score's default scorer: the MoDE seed model this workflow trains
+
+# The files each kind is computed from, by the subset job's input name: what subset_inputs wires in
+# and what build_subset_from_inputs reads. attributes: the pool's per-chunk attribute tables;
+# vectors, uids: the caption embeddings and their uid tables; file: the user's DataComp .npy;
+# scores: the per-chunk clip scores; subsets: the subsets a set kind combines (its `of`).
+KIND_INPUTS = {
+    "no_filter": ("attributes",),
+    "basic_filter": ("attributes",),
+    "dedup_exact": ("attributes",),
+    "dedup_near": ("attributes", "vectors", "uids"),
+    "subset_file": ("attributes", "file"),
+    "clip_score": ("attributes", "scores"),
+    **{kind: ("subsets",) for kind in SET_KINDS},
+}
 
 
 def _key(name: str, field: str | None = None) -> str:
@@ -87,23 +100,6 @@ def subset_dependencies(subsets_cfg: dict, name: str) -> list[str]:
     return list(subsets_cfg[name].get("of") or ())
 
 
-def read_subset_file(path: str | os.PathLike) -> np.ndarray:
-    """Load a DataComp subset .npy, checking what DataComp's resharder silently assumes."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputDataError(f"{path}: subset file not found") from None
-    except (ValueError, OSError) as exc:
-        raise InputDataError(f"{path}: not a numpy .npy subset file: {exc}") from None
-    if arr.dtype != UID_DTYPE or arr.ndim != 1:
-        raise InputDataError(f"{path}: subset must be a 1-d array of dtype {UID_DTYPE} (uid high, low 64 bits), "
-                             f"got dtype {arr.dtype} shape {arr.shape}")
-    if not is_sorted(arr):
-        raise InputDataError(f"{path}: subset is not sorted (DataComp matches with np.searchsorted); "
-                             "sort it with np.sort before saving")
-    return arr
-
-
 def counts(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct uids (sorted) and how many times each is listed."""
     return np.unique(pairs, return_counts=True)
@@ -139,18 +135,16 @@ def restrict_to_pool(pairs: np.ndarray, pool: np.ndarray) -> tuple[np.ndarray, n
 
 def subset_inputs(subsets_cfg: dict, name: str, *, attributes: list[str], vectors: list[str],
                   uid_tables: list[str], subset_path, clip_scores=None) -> dict[str, list[str] | str]:
-    """The files subset `name` is computed from (a Snakemake input function's answer): the subsets
-    it combines (set kinds, `subset_path(dep)` each), else the pool's attribute tables, plus the
-    caption embeddings and their uid tables (dedup_near) or the user's file (subset_file)."""
+    """The files subset `name` is computed from (a Snakemake input function's answer), by
+    KIND_INPUTS: `subset_path(dep)` of each subset it combines, `clip_scores(name)` its scores."""
     spec = subsets_cfg[name]
     deps = subset_dependencies(subsets_cfg, name)
-    if deps:
-        return {"subsets": [subset_path(d) for d in deps]}
-    inputs: dict[str, list[str] | str] = {"attributes": list(attributes)}
-    if spec["kind"] == "dedup_near":
-        inputs.update(vectors=list(vectors), uids=list(uid_tables))
-    elif spec["kind"] == "subset_file":
-        inputs["file"] = spec["path"]
-    elif spec["kind"] == "clip_score":
-        inputs["scores"] = list(clip_scores(name))
-    return inputs
+    files = {
+        "attributes": lambda: list(attributes),
+        "vectors": lambda: list(vectors),
+        "uids": lambda: list(uid_tables),
+        "file": lambda: spec["path"],
+        "scores": lambda: list(clip_scores(name)),
+        "subsets": lambda: [subset_path(d) for d in deps],
+    }
+    return {need: files[need]() for need in KIND_INPUTS[spec["kind"]]}

@@ -11,7 +11,7 @@ Resuming: img2dataset's incremental mode skips every shard whose `<id>_*.json` e
 output folder, and writes a shard's stats only after its tar and parquet are closed. Shards that
 are already finished in out_dir get such a marker, so a rerun downloads only what is missing while
 keeping the same numbering (and so the same sample keys). Files reach out_dir atomically (the tar
-and parquet rewritten in key order, see _write_sorted_tar), stats last, and the staging folder is
+and parquet rewritten in key order, see modeflow.wds.tarwrite), stats last, and the staging folder is
 removed only after every shard has moved.
 
 Sample keys are img2dataset's: staged shard index * 10**digits(shard_size) + row within the shard,
@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import signal
-import tarfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,6 +39,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from modeflow.common.atomic import atomic_path, write_json, write_parquet  # noqa: E402
 from modeflow.common.plots import png_figure  # noqa: E402
+from modeflow.wds.tarwrite import write_empty_tar, write_sorted_tar  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def _move_shard(output: Path, local: int, out_dir: Path, shard: str) -> None:
                 continue
             raise RuntimeError(f"shard {shard}: {src} is missing from staging")
         if suffix == ".tar":
-            _write_sorted_tar(src, dst)
+            write_sorted_tar(src, dst)
         elif suffix == ".parquet":
             write_parquet(dst, pq.read_table(src).sort_by("key"))
         else:
@@ -242,71 +242,8 @@ def _move_shard(output: Path, local: int, out_dir: Path, shard: str) -> None:
         src.unlink()
 
 
-def _write_sorted_tar(src: Path, dst: Path) -> None:
-    """Copy a shard's tar with its samples in key order.
-
-    img2dataset writes samples as its download threads finish: the same rows would give a
-    differently ordered tar on every run, and so differently ordered embeddings downstream.
-    Each member's bytes (headers included) are copied as they are, without re-encoding: this pass
-    costs a small fraction of the download. A sample's members stay together because keys have a
-    fixed width and end at the first dot.
-    """
-    with open(src, "rb") as fin:
-        spans = sorted(_member_spans(fin, src))
-        with atomic_path(dst, suffix=".tar") as tmp, open(tmp, "wb") as fout:
-            for _, begin, end in spans:
-                fin.seek(begin)
-                fout.write(fin.read(end - begin))
-            fout.write(bytes(2 * tarfile.BLOCKSIZE))  # end-of-archive marker
-
-
-def _member_spans(fin, src) -> list[tuple[str, int, int]]:
-    """(name, first byte, end) of each member of a tar, its pax / GNU long-name headers included.
-
-    Reads headers only. webdataset gives every member a pax header (float mtimes), which makes
-    tarfile's full parse several times slower than this scan.
-    """
-    spans, begin, pos, long_name = [], 0, 0, None
-    while True:
-        fin.seek(pos)
-        header = fin.read(tarfile.BLOCKSIZE)
-        if len(header) < tarfile.BLOCKSIZE or not any(header):
-            return spans  # end-of-archive blocks (or end of file)
-        size = tarfile.nti(header[124:136])
-        end = pos + tarfile.BLOCKSIZE + _blocks(size)
-        kind = header[156:157]
-        if kind in (b"x", b"L"):  # extended header: applies to the next member
-            payload = fin.read(size)
-            long_name = (_pax_path(payload) if kind == b"x" else payload.rstrip(b"\0").decode()) or long_name
-        elif kind in (b"0", b"\0", b"5"):
-            name = header[:100].rstrip(b"\0").decode()
-            prefix = header[345:500].rstrip(b"\0").decode() if header[257:262] == b"ustar" else ""
-            spans.append((long_name or (f"{prefix}/{name}" if prefix else name), begin, end))
-            begin, long_name = end, None
-        else:
-            raise RuntimeError(f"{src}: unexpected tar member type {kind!r} at byte {pos}")
-        pos = end
-
-
-def _pax_path(payload: bytes) -> str | None:
-    """The `path` record of a pax extended header ("<length> <key>=<value>\\n" records)."""
-    i = 0
-    while i < len(payload) and payload[i:i + 1] != b"\0":
-        length = int(payload[i:payload.index(b" ", i)])
-        key, _, value = payload[payload.index(b" ", i) + 1:i + length - 1].partition(b"=")
-        if key == b"path":
-            return value.decode()
-        i += length
-    return None
-
-
-def _blocks(size: int) -> int:
-    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-
-
 def _write_empty_shard(out_dir: Path, shard: str, input_schema: pa.Schema) -> None:
-    with atomic_path(out_dir / f"{shard}.tar", suffix=".tar") as tmp:
-        tarfile.open(tmp, "w").close()
+    write_empty_tar(out_dir / f"{shard}.tar")
     # The schema img2dataset's Downloader gives a shard's parquet, so all shards concatenate.
     schema = input_schema
     for name, type_ in [("key", pa.string()), ("status", pa.string()), ("error_message", pa.string()),

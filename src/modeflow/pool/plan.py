@@ -1,7 +1,8 @@
 """Static planning of the DAG: which shards the pool yields and how they are batched into jobs.
 
 Snakemake needs every job's outputs when it builds the DAG, so counts come from the config (demo)
-or from cheap metadata reads (row count of a url list, file names of existing shards) — never
+or from cheap reads (row count of a url list, parsed as the pool step parses it; file names of
+existing shards) — never
 from reading the data itself. Shard `s` always holds pool rows [s * shard_size, (s + 1) * shard_size).
 
 Per-shard stages (download, embed, assign) run one job per *chunk*: consecutive shards named after
@@ -15,10 +16,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.pool.table import count_rows
 
 SHARD_DIGITS = 5  # img2dataset's own naming: 00000.tar
 
@@ -27,54 +28,12 @@ def shard_name(index: int) -> str:
     return f"{index:0{SHARD_DIGITS}d}"
 
 
-def expert_name(index: int) -> str:
-    """Expert directory / report name: 00, 01, ..."""
-    return f"{index:02d}"
-
-
 @dataclass(frozen=True)
 class ShardPlan:
     shards: tuple[str, ...]
     chunks: dict[str, tuple[str, ...]]  # chunk name (its first shard) -> its shards, in order
     num_rows: int | None  # pool rows (before download failures); None for existing shards
     chunk_of: dict[str, str]  # shard -> its chunk, for input functions that run once per job
-
-
-def count_table_rows(path: str, fmt: str = "auto") -> int:
-    """Row count of a url list / captions file: parquet from its footer, text formats by lines."""
-    return _count_rows_cached(str(path), fmt)
-
-
-@lru_cache(maxsize=32)
-def _count_rows_cached(path: str, fmt: str) -> int:
-    import fsspec
-    import pyarrow.parquet as pq
-
-    fmt = table_format(path, fmt)
-    try:
-        with fsspec.open(path, "rb") as fh:
-            if fmt == "parquet":
-                return pq.ParquetFile(fh).metadata.num_rows
-            # Text formats: data rows = lines after the header. Cheap enough for a DAG build; a
-            # caption with an embedded newline is a quoted csv field and is counted by the reader
-            # in the pool step, which re-checks this count.
-            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
-    except FileNotFoundError:
-        raise InputDataError(f"pool file not found: {path}") from None
-    return max(lines - 1, 0)
-
-
-def table_format(path: str, fmt: str = "auto") -> str:
-    if fmt != "auto":
-        return fmt
-    suffix = Path(str(path).split("?")[0]).suffix.lower()
-    mapping = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv", ".txt": "tsv"}
-    if suffix not in mapping:
-        raise ConfigError(
-            f"cannot tell the format of '{path}' from its extension; set its `format` key "
-            "(parquet, csv or tsv)"
-        )
-    return mapping[suffix]
 
 
 def existing_shards(directory: str) -> tuple[str, ...]:
@@ -119,9 +78,9 @@ def plan_shards(cfg: dict) -> ShardPlan:
         if source == "demo":
             rows = pool["demo"]["num_samples"]
         elif source == "url_list":
-            rows = count_table_rows(pool["url_list"]["path"], pool["url_list"]["format"])
+            rows = count_rows(pool["url_list"]["path"], pool["url_list"]["format"])
         elif source == "image_folder":
-            rows = count_table_rows(pool["image_folder"]["captions"])
+            rows = count_rows(pool["image_folder"]["captions"])
         else:  # the schema's enum makes this unreachable; keep the error explicit anyway
             raise ConfigError(f"config key 'pool.source': unknown source '{source}'")
         if rows == 0:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from modeflow.common.errors import ConfigError, InputDataError
-from modeflow.pool.plan import table_format
-from modeflow.common.uids import derive_uid
+from modeflow.pool.table import read_table, table_format
+from modeflow.common.uids import UID_PATTERN, derive_uid
 
 # Columns img2dataset reserves for itself (its arguments_validator) plus the pool table's own:
 # an extra column with one of these names would be overwritten or refused at download time.
@@ -26,7 +25,6 @@ RESERVED_COLUMNS = frozenset(
     {"row", "uid", "url", "caption", "key", "width", "height", "original_width", "original_height",
      "status", "error_message", "exif", "md5", "sha256", "sha512"}
 )
-_UID_PATTERN = "^[0-9a-f]{32}$"
 
 
 def read_url_list(path, *, fmt="auto", url_col="url", caption_col="caption", uid_col="uid",
@@ -75,7 +73,7 @@ def _read_pool(path, fmt, url_col, caption_col, uid_col, extra_cols, duplicate_u
         raise ConfigError(f"extra column(s) {clashing} clash with columns the pool table or "
                           "img2dataset reserve; rename them in the source")
     fmt = table_format(path, fmt)
-    raw = _read_table(path, fmt, text_cols=[c for c in (url_col, caption_col, uid_col) if c])
+    raw = read_table(path, fmt, text_cols=[c for c in (url_col, caption_col, uid_col) if c])
 
     for col, role in ((url_col, url_role), (caption_col, "caption")):
         if col not in raw.column_names:
@@ -93,7 +91,7 @@ def _read_pool(path, fmt, url_col, caption_col, uid_col, extra_cols, duplicate_u
 
     if uid_col and uid_col in raw.column_names:
         uids = _as_utf8(raw.column(uid_col), path, "uid", urls)
-        bad = pc.fill_null(pc.invert(pc.match_substring_regex(uids, _UID_PATTERN)), True)
+        bad = pc.fill_null(pc.invert(pc.match_substring_regex(uids, UID_PATTERN)), True)
         if pc.any(bad).as_py():
             i = pc.index(bad, True).as_py()
             raise InputDataError(f"{path}: row {i} ({url_role} {urls[i].as_py()!r}): uid "
@@ -110,33 +108,6 @@ def _read_pool(path, fmt, url_col, caption_col, uid_col, extra_cols, duplicate_u
     stats = {"source": path, "rows_read": raw.num_rows, "rows": table.num_rows,
              "duplicates_dropped": dropped, "uids_derived": derived}
     return table, stats
-
-
-def _read_table(path, fmt, text_cols) -> pa.Table:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    try:
-        with fsspec.open(path, "rb") as fh:
-            if fmt == "parquet":
-                return pq.read_table(fh)
-            # Text columns are read as bytes so that invalid UTF-8 is found and reported per row
-            # instead of failing the whole read (or being replaced) inside the csv parser.
-            # csv quotes the RFC 4180 way; tsv (IANA) has no quoting, and web captions such as
-            # `"Hello" he said` must stay whole rather than open a quote that swallows the next rows.
-            if fmt == "tsv":
-                parse = pacsv.ParseOptions(delimiter="\t", quote_char=False)
-            else:
-                parse = pacsv.ParseOptions(delimiter=",", newlines_in_values=True)
-            return pacsv.read_csv(
-                fh,
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in text_cols}),
-            )
-    except FileNotFoundError:
-        raise InputDataError(f"pool file not found: {path}") from None
-    except pa.ArrowInvalid as err:
-        raise InputDataError(f"{path}: cannot read as {fmt}: {err}") from None
 
 
 def _as_utf8(column, path, role, urls) -> pa.Array:

@@ -10,7 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from modeflow.common.errors import ModeflowError
-from modeflow.reshard.index import SHARD_FORMAT, load_subset, multiplicity
+from modeflow.common.subset_file import read_subset_file
+from modeflow.reshard.membership import multiplicity
+from modeflow.reshard.write import SHARD_FORMAT
 from modeflow.common.plots import png_figure
 from modeflow.wds.reader import iter_samples
 from modeflow.common.uids import uid_pairs
@@ -57,7 +59,7 @@ def verify_experts(expert_dirs, index_paths, subset_path, *, deep: bool = False)
     ooc = np.concatenate([t["ooc"].to_numpy(zero_copy_only=False) for t in index])
     copies = np.concatenate([t["copies"].to_numpy() for t in index])
     pairs = uid_pairs(uid.tolist(), "reshard index")
-    subset = load_subset(subset_path)
+    subset = read_subset_file(subset_path)
     owners = Counter(uid[~ooc].tolist())
     if owners and max(owners.values()) > 1:
         _fail(f"uid {owners.most_common(1)[0][0]} is in-cluster in more than one expert/row")

@@ -15,6 +15,9 @@ import fsspec
 from modeflow.common.errors import InputDataError
 from modeflow.common.uids import is_valid_uid
 
+# The members that hold a sample's image; a reader takes the first of these a sample has.
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp")
+
 
 class _TarInfo(tarfile.TarInfo):
     """Notes on the TarFile whether the archive ended with its end-of-archive (all-zero) block.

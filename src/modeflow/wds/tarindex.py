@@ -1,19 +1,17 @@
-"""Byte-level index of webdataset tars: where each sample's members start and end, and renaming
-members in place.
+"""Byte-level index of webdataset tars: where each member and each sample starts and ends.
 
 Resharding copies samples as raw tar byte ranges (header + data + padding) instead of unpacking
-and repacking members with `tarfile`, which is ~100x slower than copying the bytes. Headers are
-found with numpy: a plain ustar tar is a chain of 512-byte headers, each followed by its data
-padded to 512 bytes, so a candidate set of headers is right exactly when the chain links up.
-Anything else (corruption, a "ustar" lookalike inside image data, truncation) falls back to a
-sequential walk that either finds the true chain or names the member where the tar breaks.
-Renaming a member to a key of the same width touches only the key and the checksum field; the
-index keeps what the new checksum needs (TarIndex.member_chk_base).
+and repacking members with `tarfile`, which is ~100x slower than copying the bytes; the download
+puts a shard's members in name order the same way (modeflow.wds.tarwrite). Headers are found with
+numpy: a plain ustar tar is a chain of 512-byte headers, each followed by its data padded to 512
+bytes, so a candidate set of headers is right exactly when the chain links up. Anything else
+(corruption, a "ustar" lookalike inside image data, truncation) falls back to a sequential walk
+that either finds the true chain or names the member where the tar breaks. The index keeps what
+renaming a member in place needs (TarIndex.member_chk_base, see modeflow.wds.tarrename).
 """
 
 from __future__ import annotations
 
-import functools
 import mmap
 import os
 from dataclasses import dataclass
@@ -21,23 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from modeflow.common.errors import InputDataError
+from modeflow.wds.tarformat import (BLOCK, CHKSUM, DIRECTORY, FILE_TYPES, HEADER, LONG_NAME, MAGIC, PAX, PREFIX,
+                                    SIZE, member_name)
 
-BLOCK = 512
-_MAGIC = np.frombuffer(b"ustar", dtype=np.uint8)
-_REGULAR = (ord("0"), 0)  # typeflags of plain files
-_PAX = ord("x")  # per-member pax header: part of the member that follows it
-_ALLOWED = (*_REGULAR, _PAX)  # GNU long names, global pax headers, links, dirs: unsupported
-_NAME = slice(0, 100)
-_SIZE = slice(124, 136)
-_CHKSUM = slice(148, 156)
-_PREFIX = slice(345, 500)
-# The header fields read here, as a record over every 512-byte block: gathering one field of many
-# headers copies just that field, several times faster than slicing rows of a (blocks, 512) array
-_HEADER = np.dtype({"names": ["name", "size", "chksum", "typeflag", "magic", "prefix"],
-                    "formats": ["V100", "V12", "V8", "u1", "V5", "u1"],
-                    "offsets": [_NAME.start, _SIZE.start, _CHKSUM.start, 156, 257, _PREFIX.start],
-                    "itemsize": BLOCK})
 _PAX_START = np.dtype({"names": ["record"], "formats": ["V24"], "offsets": [0], "itemsize": BLOCK})  # pax data's first bytes
+_PAX_MOVES = (b"path", b"linkpath", b"size")  # pax keys that change a member's name or extent
+# what reshard copies and renames in place: GNU long names, global pax headers, links, dirs are not
+_RESHARD_TYPES = (*FILE_TYPES, PAX)
+_RESHARD_HINT = "reshard copies plain members as img2dataset/webdataset write them"
 
 
 @dataclass
@@ -56,10 +45,10 @@ class TarIndex:
     sample_start: np.ndarray  # (s,) int64 first block
     sample_end: np.ndarray  # (s,) int64 one past the last block
     # (m,) int64 each member header's stored checksum less the bytes of its sample key: renaming
-    # the member to key k makes its checksum this plus the bytes of k (see renamed_checksums)
+    # the member to key k makes its checksum this plus the bytes of k (tarrename.renamed_checksums)
     member_chk_base: np.ndarray
     # (m,) uint64 each member header's checksum field as stored (its 8 bytes, little-endian): a
-    # header that differs from the indexed one shows here (patch_members checks it)
+    # header that differs from the indexed one shows here (tarrename.patch_members checks it)
     member_chk_field: np.ndarray
 
 
@@ -101,10 +90,20 @@ def _field(headers: np.ndarray, at: np.ndarray, name: str) -> np.ndarray:
     return headers[name][at].view(np.uint8).reshape(len(at), headers.dtype[name].itemsize)
 
 
+def _map(path: str) -> bytes | mmap.mmap:
+    """The tar's bytes as a read-only map, not a read: the header scan touches one cache line per
+    block, and nothing is copied (reading 100s of MB into bytes cost as much as the whole scan)."""
+    try:
+        with open(path, "rb") as fh:
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(fh.fileno()).st_size else b""
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: shard not found") from None
+
+
 def _fast_chain(blocks: np.ndarray, headers: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(header blocks, member sizes) if the "ustar"-magic candidates form one clean chain ending
+    """(header blocks, data sizes) if the "ustar"-magic candidates form one clean chain ending
     in a zero block."""
-    heads = np.flatnonzero(blocks[:, 257] == _MAGIC[0])  # cheap first pass, then the full magic
+    heads = np.flatnonzero(blocks[:, MAGIC.start] == ord("u"))  # cheap first pass, then the full magic
     heads = heads[headers["magic"][heads].view("S5") == b"ustar"]
     if len(heads) == 0:
         return (heads, heads) if len(blocks) and not blocks[0].any() else None
@@ -115,13 +114,7 @@ def _fast_chain(blocks: np.ndarray, headers: np.ndarray) -> tuple[np.ndarray, np
     end = nxt[-1]
     if end >= len(blocks) or blocks[end].any():
         return None
-    if not np.isin(headers["typeflag"][heads], _ALLOWED).all() or headers["prefix"][heads].any():
-        return None  # the walk names the offending member
     return heads, size
-
-
-def _member_name(block: np.ndarray) -> str:
-    return bytes(block[_NAME]).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _walk_chain(path: str, blocks: np.ndarray, n_bytes: int) -> np.ndarray:
@@ -136,16 +129,12 @@ def _walk_chain(path: str, blocks: np.ndarray, n_bytes: int) -> np.ndarray:
         block = blocks[pos]
         if not block.any():
             return np.asarray(heads, dtype=np.int64)
-        stored = _octal(block[None, _CHKSUM])[0]
-        actual = int(block.sum(dtype=np.int64)) - int(block[_CHKSUM].sum(dtype=np.int64)) + 8 * ord(" ")
-        if stored != actual or bytes(block[257:262]) != b"ustar":
+        stored = _octal(block[None, CHKSUM])[0]
+        actual = int(block.sum(dtype=np.int64)) - int(block[CHKSUM].sum(dtype=np.int64)) + 8 * ord(" ")
+        if stored != actual or bytes(block[MAGIC]) != b"ustar":
             raise InputDataError(f"{path}: corrupt tar header at byte {pos * BLOCK}{after}")
-        name = _member_name(block)
-        if block[156] not in _ALLOWED or block[_PREFIX].any():
-            raise InputDataError(
-                f"{path}: member {name} uses an unsupported tar feature (type {chr(block[156])!r} or "
-                "ustar prefix); reshard copies plain members as img2dataset/webdataset write them")
-        size = int(_octal(block[None, _SIZE])[0])
+        name = member_name(block)
+        size = int(_octal(block[None, SIZE])[0])
         if pos * BLOCK + BLOCK + size > n_bytes:
             raise InputDataError(f"{path}: truncated tar inside member {name}")
         heads.append(pos)
@@ -153,16 +142,64 @@ def _walk_chain(path: str, blocks: np.ndarray, n_bytes: int) -> np.ndarray:
         pos += 1 + int(_data_blocks(np.int64(size)))
 
 
-_PAX_MOVES = (b"path", b"linkpath", b"size")  # pax keys that change a member's name or extent
+def _chain(path: str, raw: bytes | mmap.mmap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(every block as a header record, the header blocks of the tar's chain, their data sizes)."""
+    n_bytes = len(raw)
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n_bytes // BLOCK * BLOCK).reshape(-1, BLOCK)
+    headers = np.frombuffer(raw, dtype=HEADER, count=len(blocks))
+    found = _fast_chain(blocks, headers)
+    if found is None:
+        heads = _walk_chain(path, blocks, n_bytes)
+        found = heads, _octal(_field(headers, heads, "size"))
+    return headers, *found
 
 
-def _pax_keys(data: bytes) -> list[bytes]:
-    keys, pos = [], 0
+def _check_types(path: str, headers: np.ndarray, heads: np.ndarray, allowed: tuple, *, prefix: bool,
+                 hint: str) -> None:
+    """Raise naming the first header whose typeflag is not `allowed`, or that has a ustar name
+    prefix unless `prefix`."""
+    bad = ~np.isin(headers["typeflag"][heads], allowed)
+    if not prefix:
+        bad |= headers["prefix"][heads] != 0
+    if bad.any():
+        at = heads[int(np.argmax(bad)):][:1]
+        raise InputDataError(f"{path}: member {member_name(_field(headers, at, 'name')[0])} uses an unsupported "
+                             f"tar feature (type {chr(int(headers['typeflag'][at[0]]))!r} or ustar prefix); {hint}")
+
+
+def _members(path: str, headers: np.ndarray, heads: np.ndarray,
+             size: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(header block, first block, end block) of each member, and which headers of the chain are
+    extension headers: a member's pax or GNU long-name header (at most one) is part of it."""
+    is_ext = np.isin(headers["typeflag"][heads], (PAX, LONG_NAME))
+    if is_ext.any() and (is_ext[-1] or (is_ext[:-1] & is_ext[1:]).any()):
+        raise InputDataError(f"{path}: a pax or GNU long-name header is not followed by a file member")
+    after_ext = np.zeros(len(heads), bool)
+    after_ext[1:] = is_ext[:-1]
+    start = heads.copy()
+    start[after_ext] = heads[np.flatnonzero(after_ext) - 1]
+    end = heads + 1 + _data_blocks(size)
+    return heads[~is_ext], start[~is_ext], end[~is_ext], is_ext
+
+
+def _data(raw: bytes | mmap.mmap, head: int, size: int) -> bytes:
+    """The data of the member whose header is at block `head`."""
+    return raw[(head + 1) * BLOCK:(head + 1) * BLOCK + size]
+
+
+def _pax_records(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(key, value) of each "<length> <key>=<value>\\n" record of a pax header's data; ValueError
+    if they are malformed."""
+    records, pos = [], 0
     while pos < len(data) and data[pos]:
         space = data.index(b" ", pos)
-        keys.append(data[space + 1:data.index(b"=", space)])
-        pos += int(data[pos:space])
-    return keys
+        end = pos + int(data[pos:space])
+        key, eq, value = data[space + 1:end - 1].partition(b"=")
+        if end <= space or not eq:
+            raise ValueError(f"malformed pax record at byte {pos}")
+        records.append((key, value))
+        pos = end
+    return records
 
 
 def _single_safe_record(first: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -185,31 +222,33 @@ def _single_safe_record(first: np.ndarray, size: np.ndarray) -> np.ndarray:
     return ok
 
 
+def _still_in_place(raw: bytes | mmap.mmap, headers: np.ndarray, pax: np.ndarray, pax_size: np.ndarray) -> np.ndarray:
+    """Which of the pax headers at blocks `pax` surely change neither the name nor the extent of
+    their member (the rest need reading record by record)."""
+    ok = pax_size <= BLOCK
+    ok[ok] = _single_safe_record(_field(np.frombuffer(raw, _PAX_START, count=len(headers)), pax[ok] + 1, "record"),
+                                 pax_size[ok])
+    return ok
+
+
 def _check_pax(path: str, raw: bytes | mmap.mmap, headers: np.ndarray, heads: np.ndarray,
                is_pax: np.ndarray, size: np.ndarray) -> None:
     """Pax headers may only carry records that do not change where or under which name a member
     lies (webdataset writes one with the float mtime before every member)."""
     if not is_pax.any():
         return
-    if is_pax[-1] or (is_pax[:-1] & is_pax[1:]).any():
-        raise InputDataError(f"{path}: a pax header is not followed by a file member")
     where = np.flatnonzero(is_pax)
     pax, pax_size = heads[where], size[where]
-    ok = pax_size <= BLOCK
-    ok[ok] = _single_safe_record(_field(np.frombuffer(raw, _PAX_START, count=len(headers)), pax[ok] + 1, "record"),
-                                 pax_size[ok])
-    for i in np.flatnonzero(~ok).tolist():  # the rare general case, record by record
-        start = (int(pax[i]) + 1) * BLOCK
+    for i in np.flatnonzero(~_still_in_place(raw, headers, pax, pax_size)).tolist():  # the rare general case
         try:
-            keys = _pax_keys(raw[start:start + int(pax_size[i])])
+            keys = [k for k, _ in _pax_records(_data(raw, int(pax[i]), int(pax_size[i])))]
         except ValueError:
             keys = [b"<malformed>"]
         bad = [k.decode("utf-8", "replace") for k in keys if k in _PAX_MOVES or k == b"<malformed>"
                or k.startswith(b"GNU.sparse")]
         if bad:
-            name = _member_name(_field(headers, heads[where[i] + 1:where[i] + 2], "name")[0])
-            raise InputDataError(f"{path}: member {name} has pax record(s) {bad}; reshard copies "
-                                 "plain members as img2dataset/webdataset write them")
+            name = member_name(_field(headers, heads[where[i] + 1:where[i] + 2], "name")[0])
+            raise InputDataError(f"{path}: member {name} has pax record(s) {bad}; {_RESHARD_HINT}")
 
 
 def _key_lengths(names: np.ndarray) -> np.ndarray:
@@ -223,27 +262,13 @@ def _key_lengths(names: np.ndarray) -> np.ndarray:
 
 
 def index_tar(path: str) -> TarIndex:
-    """Index a webdataset tar's members and samples without reading members one by one."""
-    try:
-        with open(path, "rb") as fh:
-            # a read-only map, not a read: the header scan touches one cache line per block, and
-            # nothing is copied (reading 100s of MB into bytes cost as much as the whole scan)
-            raw = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(fh.fileno()).st_size else b""
-    except FileNotFoundError:
-        raise InputDataError(f"{path}: shard not found") from None
-    n_bytes = len(raw)
-    blocks = np.frombuffer(raw, dtype=np.uint8, count=n_bytes // BLOCK * BLOCK).reshape(-1, BLOCK)
-    headers = np.frombuffer(raw, dtype=_HEADER, count=len(blocks))
-    found = _fast_chain(blocks, headers)
-    if found is None:
-        heads = _walk_chain(path, blocks, n_bytes)
-        found = heads, _octal(_field(headers, heads, "size"))
-    heads, size = found
-    is_pax = headers["typeflag"][heads] == _PAX
-    _check_pax(path, raw, headers, heads, is_pax, size)
-    member_end = (heads + 1 + _data_blocks(size))[~is_pax]
-    member_start = np.where(np.append(False, is_pax[:-1]), np.append(0, heads[:-1]), heads)[~is_pax]
-    heads = heads[~is_pax]
+    """Index a webdataset tar's members and samples without reading members one by one. A tar
+    without members (img2dataset's shard when every download failed) has an empty index."""
+    raw = _map(path)
+    headers, chain, size = _chain(path, raw)
+    _check_types(path, headers, chain, _RESHARD_TYPES, prefix=False, hint=_RESHARD_HINT)
+    heads, member_start, member_end, is_pax = _members(path, headers, chain, size)
+    _check_pax(path, raw, headers, chain, is_pax, size)
     names = _field(headers, heads, "name")
     names = names[:, :max(1, int(np.flatnonzero(names.any(0)).max(initial=0)) + 1)]  # trim NUL tail
     key_len = _key_lengths(names)
@@ -252,7 +277,7 @@ def index_tar(path: str) -> TarIndex:
     new_sample[1:] = (keyed[1:] != keyed[:-1]).any(1)
     member_sample = np.cumsum(new_sample) - 1
     first = np.flatnonzero(new_sample)
-    last = np.append(first[1:], len(heads)) - 1
+    last = np.append(first[1:], len(heads))[:len(first)] - 1
     chk_field = _field(headers, heads, "chksum")
     chk_base = _octal(chk_field) - keyed.sum(1, dtype=np.int64)
     keys = np.ascontiguousarray(keyed[first]).view(f"S{names.shape[1]}").ravel()
@@ -265,78 +290,32 @@ def index_tar(path: str) -> TarIndex:
                     chk_field.view("<u8").ravel())
 
 
-_STALE = ("reshard index is stale: a recorded member header is not the one indexed any more "
-          "(input tar changed after indexing; rerun reshard)")
-
-
-def _check_headers(buf: np.ndarray, header_blocks: np.ndarray) -> None:
-    if not (buf.view(_HEADER)["magic"][header_blocks].view("S5") == b"ustar").all():
-        raise InputDataError(_STALE)
-
-
-def rename_members(buf: np.ndarray, header_blocks: np.ndarray, key_len: np.ndarray,
-                   new_keys: np.ndarray) -> None:
-    """Give the members at `header_blocks` of a tar image `buf` (uint8, whole blocks) new keys,
-    keeping each member's extension, and fix their checksums: the general case, keys of any
-    width (same-width keys take patch_members).
-
-    key_len: length of each member's current key; new_keys: (m, w) uint8 ASCII of the new keys.
-    """
-    _check_headers(buf, header_blocks)
-    blocks = buf.reshape(-1, BLOCK)
-    width = new_keys.shape[1]
-    heads = blocks[header_blocks]
-    names = heads[:, _NAME]
-    src = key_len[:, None] + np.arange(names.shape[1] - width)
-    tail = np.take_along_axis(names, np.minimum(src, names.shape[1] - 1), 1)
-    tail[src >= names.shape[1]] = 0
-    too_long = (names != 0).sum(1) - key_len + width > names.shape[1]
-    if too_long.any():
-        raise InputDataError(f"member name {_member_name(heads[np.argmax(too_long)])!r} too long "
-                             f"for a {width}-character key")
-    heads[:, :width] = new_keys
-    heads[:, width:names.shape[1]] = tail
-    heads[:, _CHKSUM] = ord(" ")
-    heads[:, _CHKSUM] = _checksum_field(heads.sum(1, dtype=np.int64))
-    blocks[header_blocks] = heads
-
-
-def renamed_checksums(chk_base: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
-    """Checksum fields, (m, 8) uint8, of member headers renamed to `new_keys` ((m, w) uint8, the
-    width of their current keys), from their TarIndex.member_chk_base."""
-    return _checksum_field(chk_base + new_keys.sum(1, dtype=np.int64))
-
-
-@functools.lru_cache(maxsize=None)
-def _patch_fields(width: int) -> np.dtype:
-    return np.dtype({"names": ["key", "chksum"], "formats": [f"V{width}", "V8"],
-                     "offsets": [0, _CHKSUM.start], "itemsize": BLOCK})
-
-
-def patch_members(buf: np.ndarray, header_blocks: np.ndarray, new_keys: np.ndarray,
-                  new_chksums: np.ndarray, indexed_chksums: np.ndarray) -> None:
-    """Rename the members at `header_blocks` of a tar image `buf` to keys of their current
-    keys' width (img2dataset's 9 digits): overwrite the key and the checksum field, computed
-    beforehand for a whole shard (renamed_checksums), so a copy batch costs a few array calls.
-    `indexed_chksums`: the headers' TarIndex.member_chk_field; a header whose checksum field
-    differs is not the one indexed, and its new checksum would be wrong."""
-    _check_headers(buf, header_blocks)
-    fields = buf.view(_patch_fields(new_keys.shape[1]))
-    if not (fields["chksum"][header_blocks].view("<u8") == indexed_chksums).all():
-        raise InputDataError(_STALE)
-    fields["key"][header_blocks] = new_keys.view(f"V{new_keys.shape[1]}").ravel()
-    fields["chksum"][header_blocks] = new_chksums.view("V8").ravel()
-
-
-def _checksum_field(chk: np.ndarray) -> np.ndarray:
-    """(m, 8) uint8: "%06o\\0 " as tarfile writes it."""
-    out = np.empty((len(chk), 8), np.uint8)
-    out[:, :6] = (chk[:, None] >> np.arange(15, -1, -3)) % 8 + ord("0")
-    out[:, 6], out[:, 7] = 0, ord(" ")
-    return out
-
-
-def digit_keys(index: np.ndarray, width: int) -> np.ndarray:
-    """Zero-padded decimal keys of `index` as (n, width) uint8 ASCII."""
-    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    return ((index.astype(np.int64)[:, None] // powers) % 10 + ord("0")).astype(np.uint8)
+def member_extents(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first block, end block, name) of each member in tar order, its pax or GNU long-name header
+    included; names as tarfile reads them (bytes): a GNU long name or a pax path record replaces
+    the name field, else a ustar prefix goes before it. Files and directories only."""
+    raw = _map(path)
+    headers, chain, size = _chain(path, raw)
+    _check_types(path, headers, chain, (*FILE_TYPES, DIRECTORY, PAX, LONG_NAME), prefix=True,
+                 hint="tars of files and directories only")
+    heads, start, end, is_ext = _members(path, headers, chain, size)
+    names = np.ascontiguousarray(_field(headers, heads, "name")).view("S100").ravel().tolist()
+    for i in np.flatnonzero(headers["prefix"][heads] != 0).tolist():
+        at = int(heads[i]) * BLOCK
+        names[i] = raw[at + PREFIX.start:at + PREFIX.stop].rstrip(b"\0") + b"/" + names[i]
+    member_of = np.cumsum(~is_ext)  # at an extension header: the index of the member it is part of
+    typeflag = headers["typeflag"][chain]
+    for j in np.flatnonzero(is_ext & (typeflag == LONG_NAME)).tolist():
+        long_name = _data(raw, int(chain[j]), int(size[j])).rstrip(b"\0")
+        if long_name:
+            names[member_of[j]] = long_name
+    pax = np.flatnonzero(is_ext & (typeflag == PAX))
+    for j in pax[~_still_in_place(raw, headers, chain[pax], size[pax])].tolist():
+        try:
+            records = _pax_records(_data(raw, int(chain[j]), int(size[j])))
+        except ValueError as exc:
+            raise InputDataError(f"{path}: pax header at byte {int(chain[j]) * BLOCK}: {exc}") from None
+        named = next((value for key, value in records if key == b"path"), None)
+        if named:
+            names[member_of[j]] = named
+    return start.astype(np.int64), end.astype(np.int64), np.array(names, dtype=bytes)
