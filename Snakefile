@@ -1,28 +1,5 @@
-# modeflow: curate an image-text pool the DataComp way, train a Mixture of Data Experts (MoDE).
-# Rules live in workflow/rules/, logic in the modeflow package (src/modeflow/).
-from snakemake.utils import min_version
-
-min_version("9.0")
-
-
-configfile: "config/config.yaml"
-
-
-report: "workflow/report/workflow.rst"
-
-
-include: "workflow/rules/common.smk"
-include: "workflow/rules/pool.smk"
-include: "workflow/rules/embed.smk"
-include: "workflow/rules/cluster.smk"
-include: "workflow/rules/filter.smk"
-include: "workflow/rules/reshard.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/ensemble.smk"
-
-
-rule all:
-    input:
-        final_outputs(),
-    default_target: True
+# modeflow's workflow is workflow/Snakefile (Snakemake's standard layout); this file lets
+# `snakemake` run from the repository root. It includes the workflow as `include:` would, but keeps
+# the workflow's `rule all` the default target (after an `include:`, Snakemake restores the
+# including file's default target, which here would be none).
+workflow.include("workflow/Snakefile", overwrite_default_target=True)

@@ -14,24 +14,22 @@ Figures recorded so far: bench/README.md.
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import random
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NO_ALBUMENTATIONS_UPDATE"):
     os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # for fixtures, the tests' shard writer
 
 import torch  # noqa: E402
 
+from fixtures import Sample, write_shards  # noqa: E402
 from modeflow.embed.encode import default_read_workers, embed_shards  # noqa: E402
 from modeflow.embed.encoders import load_text_encoder  # noqa: E402
-from modeflow.common.uids import derive_uid  # noqa: E402
 
 ACCEPT_RATIO = 0.9
 TEMPLATES = ["a photo of a {adj} {noun}", "{adj} {noun} on a {bg} background", "the {noun}, {adj}",
@@ -52,22 +50,11 @@ def make_captions(n: int, seed: int = 0) -> list[str]:
     return [rng.choice(TEMPLATES).format(**{k: rng.choice(v) for k, v in WORDS.items()}) for _ in range(n)]
 
 
-def write_shards(root: Path, captions: list[str], shard_size: int) -> list[str]:
+def caption_shards(root: Path, captions: list[str], shard_size: int) -> list[str]:
     rng = random.Random(1)
-    tars = []
-    for s, start in enumerate(range(0, len(captions), shard_size)):
-        path = root / f"{s:05d}.tar"
-        with tarfile.open(path, "w") as tar:
-            for i, caption in enumerate(captions[start:start + shard_size], start):
-                key = f"{s:05d}{i % 10_000:04d}"
-                meta = {"uid": derive_uid(f"http://demo/{i}", caption), "caption": caption, "key": key}
-                for ext, data in (("jpg", rng.randbytes(1000)), ("txt", caption.encode()),
-                                  ("json", json.dumps(meta).encode())):
-                    info = tarfile.TarInfo(f"{key}.{ext}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-        tars.append(str(path))
-    return tars
+    samples = [Sample(f"{i // shard_size:05d}{i % 10_000:04d}", caption, url=f"http://demo/{i}",
+                      jpg=rng.randbytes(1000)) for i, caption in enumerate(captions)]
+    return [str(tar) for tar in write_shards(root, samples, shard_size)]
 
 
 def timed(fn) -> float:
@@ -95,7 +82,7 @@ def main() -> int:
         args.read_workers = default_read_workers(encoder, threads=2)
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
         root = Path(tmp)
-        tars = write_shards(root, captions, args.shard_size)
+        tars = caption_shards(root, captions, args.shard_size)
         bare, stage = [], []
 
         def run_bare():

@@ -33,10 +33,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import modeflow.reshard.write
-from modeflow.reshard.index import index_chunk
-from modeflow.reshard.write import write_expert
-from modeflow.common.uids import uids_to_pairs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # for fixtures, the tests' shard writer
+
+import modeflow.reshard.write  # noqa: E402
+from fixtures import Sample, write_shard  # noqa: E402
+from modeflow.common.names import expert_name  # noqa: E402
+from modeflow.reshard.index import index_chunk  # noqa: E402
+from modeflow.reshard.write import write_expert  # noqa: E402
+from modeflow.common.uids import uids_to_pairs  # noqa: E402
 
 # How the reshard arms run their jobs. ONE: one after another in this process. POOL: side by side
 # in a pool of forked workers started for the stage (its start-up timed). FRESH: side by side, a
@@ -48,8 +52,6 @@ ONE, POOL, FRESH, WHOLE = "1 worker", "pool", "fresh", "1 worker, whole-shard bu
 def make_pool(root: Path, n_samples: int, n_tars: int, n_experts: int, chunk_size: int,
               jpg_bytes: tuple[int, int]) -> list:
     """Tars + per-chunk embed/assign tables; returns [(chunk, [tar paths])]."""
-    import webdataset as wds  # here, not at the top: the fresh worker processes import this module
-
     rng = np.random.default_rng(0)
     per_tar = n_samples // n_tars
     chunks = []
@@ -58,15 +60,12 @@ def make_pool(root: Path, n_samples: int, n_tars: int, n_experts: int, chunk_siz
         tars = []
         for s in range(c, min(c + chunk_size, n_tars)):
             shard = f"{s:05d}"
-            tars.append(str(root / f"{shard}.tar"))
-            with wds.TarWriter(tars[-1]) as sink:
-                for j in range(per_tar):
-                    key, uid = f"{shard}{j:04d}", hashlib.md5(f"{s}/{j}".encode()).hexdigest()
-                    sink.write({"__key__": key, "jpg": rng.bytes(int(rng.integers(*jpg_bytes))),
-                                "txt": f"a photo of thing {j}", "json": {"uid": uid, "key": key}})
-                    rows["uid"].append(uid)
-                    rows["shard"].append(shard)
-                    rows["key"].append(key)
+            samples = [Sample(f"{shard}{j:04d}", f"a photo of thing {j}", jpg=rng.bytes(int(rng.integers(*jpg_bytes))),
+                              uid=hashlib.md5(f"{s}/{j}".encode()).hexdigest()) for j in range(per_tar)]
+            tars.append(str(write_shard(root / f"{shard}.tar", samples)))
+            rows["uid"] += [sample.uid for sample in samples]
+            rows["shard"] += [shard] * per_tar
+            rows["key"] += [sample.key for sample in samples]
         chunk = f"chunk{c // chunk_size:03d}"
         pq.write_table(pa.table(rows), root / f"embed_{chunk}.parquet")
         expert = rng.integers(0, n_experts, len(rows["uid"])).astype(np.int32)
@@ -159,7 +158,7 @@ def reshard(root: Path, chunks, dest: Path, n_experts: int, shard_size: int,
               for (chunk, tars), out in zip(chunks, index)], executor)
     phase1 = time.perf_counter() - t
     metas = run_jobs([(write_expert, dict(index_paths=index, subset_path=root / "subset.npy",
-                                          out_dir=dest / "experts" / f"{e:02d}", expert=e, num_experts=n_experts,
+                                          out_dir=dest / "experts" / expert_name(e), expert=e, num_experts=n_experts,
                                           shard_size=shard_size, shuffle=True, seed=0))
                       for e in range(n_experts)], executor)
     return sum(m["output_samples"] for m in metas), phase1

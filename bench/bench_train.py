@@ -27,29 +27,22 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # for fixtures, the tests' shard writer
 BAR = 0.9
 
 
 def generated_shards(root: Path, num_samples: int = 2000, per_shard: int = 500) -> list[Path]:
     """Coloured 32 px squares with two-word captions, when no demo run is at hand."""
-    import webdataset as wds
-    from PIL import Image
+    from fixtures import Sample, jpeg, write_shards
 
     rng = np.random.default_rng(0)
     colours, shapes = ["red", "green", "blue", "grey"], ["circle", "square", "stripe", "dot"]
-    tars = []
-    for shard in range(0, num_samples, per_shard):
-        path = root / f"{shard // per_shard:08d}.tar"
-        with wds.TarWriter(str(path)) as sink:
-            for i in range(shard, min(num_samples, shard + per_shard)):
-                pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-                pixels[..., i % 3] = 220
-                buf = io.BytesIO()
-                Image.fromarray(pixels).save(buf, format="JPEG")
-                sink.write({"__key__": f"{i:09d}", "jpg": buf.getvalue(),
-                            "txt": f"a {colours[i % 4]} {shapes[(i // 4) % 4]}"})
-        tars.append(path)
-    return tars
+    samples = []
+    for i in range(num_samples):
+        pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        pixels[..., i % 3] = 220
+        samples.append(Sample(f"{i:09d}", f"a {colours[i % 4]} {shapes[(i // 4) % 4]}", jpg=jpeg(pixels)))
+    return write_shards(root, samples, per_shard, name="{:08d}")
 
 
 def run_ours(tars: list[Path], cfg: dict, samples_per_epoch: int, workdir: Path, threads: int) -> dict:

@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import webdataset as wds
 from PIL import Image
 
+from fixtures import Sample, jpeg, write_shard
 from modeflow.filter.clip_score import clip_score_keep, score_chunk
 from modeflow.common.errors import ConfigError, InputDataError
 from modeflow.filter.build import build_subset
@@ -17,19 +17,14 @@ from modeflow.filter.subsets import check_subsets, depends_on_seed_scores, subse
 
 
 def jpg(color) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (32, 32), color).save(buf, "JPEG")
-    return buf.getvalue()
+    return jpeg(np.full((32, 32, 3), color, np.uint8))
 
 
 def write_chunk(tmp_path, n=6, broken=None):
     """One shard of n samples and its embed uid table, listed in an order unlike the tar's."""
-    tar = tmp_path / "00000.tar"
-    with wds.TarWriter(str(tar)) as sink:
-        for i in range(n):
-            image = b"not a jpeg" if i == broken else jpg((40 * i, 0, 0))
-            sink.write({"__key__": f"{i:09d}", "jpg": image, "txt": f"a red square number {i}",
-                        "json": {"uid": f"{i:032x}"}})
+    tar = write_shard(tmp_path / "00000.tar", [
+        Sample(f"{i:09d}", f"a red square number {i}", uid=f"{i:032x}",
+               jpg=b"not a jpeg" if i == broken else jpg((40 * i, 0, 0))) for i in range(n)])
     order = list(reversed(range(n)))
     table = tmp_path / "embed.parquet"
     pq.write_table(pa.table({"uid": [f"{i:032x}" for i in order], "shard": ["00000"] * n,

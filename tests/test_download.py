@@ -22,6 +22,7 @@ from modeflow.pool.download import download_shards, img2dataset_args, plot_summa
 from modeflow.demo.httpserver import DEMO_HOST, serve_demo
 from modeflow.wds.reader import iter_samples, read_captions
 from modeflow.wds.tarwrite import write_sorted_tar
+from modeflow.common.errors import InputDataError
 from modeflow.common.uids import derive_uid
 
 SHARD_SIZE = 10
@@ -119,11 +120,11 @@ def _make_pool(root: Path) -> Path:
     return root / "pool.parquet"
 
 
-def _download(root: Path, out: str, shards=SHARDS, staging="staging") -> dict:
+def _download(root: Path, out: str, shards=SHARDS, staging="staging", options=OPTIONS, store=None) -> dict:
     with serve_demo(root / "served") as proxy:
         return download_shards(root / "pool.parquet", shards, shard_size=SHARD_SIZE, out_dir=root / out,
-                               staging_dir=root / staging, options=OPTIONS, proxy=proxy,
-                               extra_cols=["license"])
+                               staging_dir=root / staging, options=options, proxy=proxy,
+                               extra_cols=["license"], store_dir=store and root / store)
 
 
 @pytest.fixture(scope="module")
@@ -312,3 +313,28 @@ def test_summarize_and_plot(downloaded, tmp_path):
         plot_summary(data, tmp_path / name)
         with Image.open(tmp_path / name) as png:
             assert png.format == "PNG" and png.size[0] > 100
+
+
+def test_a_rerun_never_downloads_a_stored_pool_again(downloaded):
+    """The workflow manager deletes a job's output before rerunning it (changed params or code):
+    the shards stay in the store, so the rerun links them back without downloading; a change that
+    would alter their bytes stops with both ways forward instead of an empty re-download."""
+    root, _, summary = downloaded
+    first = _download(root, "o1", staging="staging_store", store="store")
+    assert first == summary
+    shutil.rmtree(root / "o1")
+
+    def no_download(*args):
+        raise AssertionError("the store holds every shard: nothing to download again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(download_mod, "_run_img2dataset", no_download)
+        again = _download(root, "o2", staging="staging_store", store="store",
+                          options={**OPTIONS, "threads": 2, "timeout": 3})  # how, not what: shards kept
+    assert again == summary
+    for shard in SHARDS:
+        assert _members(root / "o2" / f"{shard}.tar") == _members(root / "out" / f"{shard}.tar")
+        assert (root / "o2" / f"{shard}.tar").stat().st_ino == (root / "store" / f"{shard}.tar").stat().st_ino
+    with pytest.raises(InputDataError, match=r"image_size.*were \[24\], now \[32\].*delete .*store"):
+        _download(root, "o3", staging="staging_store", store="store", options={**OPTIONS, "image_size": 32})
+    assert not (root / "o3").exists()

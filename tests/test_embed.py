@@ -3,8 +3,6 @@ table (modeflow.embed.encode)."""
 
 from __future__ import annotations
 
-import io
-import json
 import tarfile
 
 import numpy as np
@@ -12,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from fixtures import Sample, write_shard
 from modeflow.embed import encode as embed
-from modeflow.embed.encode import embed_shards, shard_of_tar
+from modeflow.embed.encode import embed_shards
 from modeflow.embed.encoders import TextEncoder, load_text_encoder
 from modeflow.common.errors import ConfigError, InputDataError, ModeflowError
 from modeflow.train.architectures import MODEL_CONFIG_DIR, model_config_names, register_model_configs
@@ -22,19 +21,10 @@ from modeflow.common.uids import derive_uid
 TINY_CLIP = "modeflow-tiny-vit"
 
 
-def write_shard(path, samples):
-    """img2dataset-style tar: per sample <key>.jpg, <key>.txt (raw bytes allowed), <key>.json."""
-    with tarfile.open(path, "w") as tar:
-        for key, caption in samples:
-            text = caption if isinstance(caption, bytes) else caption.encode()
-            meta = {"uid": derive_uid(f"http://x/{key}", repr(caption)), "caption": repr(caption),
-                    "key": key}
-            for ext, data in (("jpg", b"\xff\xd8 not decoded"), ("txt", text),
-                              ("json", json.dumps(meta).encode())):
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return path
+def write_captions(path, samples):
+    """A pool shard of (key, caption) samples, raw-bytes captions allowed; uids hash the caption's repr."""
+    return write_shard(path, [Sample(key, caption, uid=derive_uid(f"http://x/{key}", repr(caption)))
+                              for key, caption in samples])
 
 
 CAPTIONS_0 = ["a red circle on white", "a photo of a dog", "handwritten digit seven"]
@@ -44,9 +34,9 @@ CAPTIONS_1 = ["a striped blue texture", "a small green triangle"]
 @pytest.fixture
 def shards(tmp_path):
     return [
-        write_shard(tmp_path / "00000.tar", [(f"0000000{i:02d}", c) for i, c in enumerate(CAPTIONS_0)]),
-        write_shard(tmp_path / "00001.tar", []),  # empty shard in the middle
-        write_shard(tmp_path / "00002.tar", [(f"0000200{i:02d}", c) for i, c in enumerate(CAPTIONS_1)]),
+        write_captions(tmp_path / "00000.tar", [(f"0000000{i:02d}", c) for i, c in enumerate(CAPTIONS_0)]),
+        write_captions(tmp_path / "00001.tar", []),  # empty shard in the middle
+        write_captions(tmp_path / "00002.tar", [(f"0000200{i:02d}", c) for i, c in enumerate(CAPTIONS_1)]),
     ]
 
 
@@ -110,7 +100,7 @@ def test_parallel_readers_and_chunks_give_the_same_rows(tmp_path, minilm, monkey
     monkeypatch.setattr(embed, "CHUNK_BATCHES", 1)  # a chunk per tar: 6 rows >= 1 batch of 4
     captions = [f"{adj} {noun} number {i}" for i, (adj, noun) in
                 enumerate((a, n) for a in ["a red", "the blue", "one small"] for n in ["cat", "star"])]
-    tars = [write_shard(tmp_path / f"{s:05d}.tar", [(f"{s:05d}{i:04d}", c) for i, c in enumerate(captions)])
+    tars = [write_captions(tmp_path / f"{s:05d}.tar", [(f"{s:05d}{i:04d}", c) for i, c in enumerate(captions)])
             for s in range(4)]
     outs = {}
     for workers in (0, 3):
@@ -134,7 +124,7 @@ def test_parallel_reader_errors_name_the_tar(shards, tmp_path, minilm):
 
 
 def test_embed_shards_all_empty_writes_zero_rows(tmp_path, minilm):
-    empty = write_shard(tmp_path / "00007.tar", [])
+    empty = write_captions(tmp_path / "00007.tar", [])
     stats = embed_shards([empty], tmp_path / "e.npy", tmp_path / "e.parquet", minilm, batch_size=4)
     assert np.load(tmp_path / "e.npy").shape == (0, 384)
     table = pq.read_table(tmp_path / "e.parquet")
@@ -145,14 +135,16 @@ def test_embed_shards_all_empty_writes_zero_rows(tmp_path, minilm):
 def test_truncated_tar_names_the_tar_and_writes_nothing(shards, tmp_path, minilm):
     data = shards[2].read_bytes()
     cut = tmp_path / "00003.tar"
-    cut.write_bytes(data[: 512 * 3 + 10])  # inside the second member
+    with tarfile.open(shards[2]) as tar:
+        second = tar.getmembers()[1]
+    cut.write_bytes(data[: second.offset_data + 10])  # inside the second member
     with pytest.raises(InputDataError, match="00003.tar"):
         embed_shards([shards[0], cut], tmp_path / "t.npy", tmp_path / "t.parquet", minilm, batch_size=2)
     assert not (tmp_path / "t.npy").exists() and not (tmp_path / "t.parquet").exists()
 
 
 def test_non_utf8_caption_names_tar_and_key(tmp_path, minilm):
-    bad = write_shard(tmp_path / "00004.tar", [("000040000", "fine"), ("000040001", b"caf\xe9 latin-1")])
+    bad = write_captions(tmp_path / "00004.tar", [("000040000", "fine"), ("000040001", b"caf\xe9 latin-1")])
     with pytest.raises(InputDataError, match=r"00004\.tar.*000040001"):
         embed_shards([bad], tmp_path / "b.npy", tmp_path / "b.parquet", minilm, batch_size=2)
 
@@ -178,11 +170,6 @@ def test_default_read_workers_only_for_accelerators(minilm):
     gpu.device = "cuda:0"
     assert embed.default_read_workers(gpu, threads=4) == 4
     assert embed.default_read_workers(gpu, threads=64) == 8
-
-
-def test_shard_of_tar_strips_dirs_and_tar_suffix():
-    assert shard_of_tar("/data/shards/00003.tar") == "00003"
-    assert shard_of_tar("s3://bucket/pool/00012.tar") == "00012"
 
 
 # --- sentence_transformers --------------------------------------------------------------------------

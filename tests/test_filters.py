@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from fixtures import Sample, write_shard
 from modeflow.common.errors import ConfigError, InputDataError
 from modeflow.demo.score_filter import plot_subset_scores, score_subsets
 from modeflow.filter.report import plot_funnel, summarize
@@ -58,24 +59,23 @@ def test_detect_languages_en_fr_de_zh_and_newlines():
     assert scores.dtype == np.float32 and np.all((scores > 0) & (scores <= 1))
 
 
-def write_shard(tmp_path, shard, rows):
-    path = tmp_path / f"{shard}.parquet"
-    pq.write_table(pa.table({
-        "uid": [r[0] for r in rows], "caption": [r[1] for r in rows], "url": ["u"] * len(rows),
-        "key": [r[2] for r in rows], "status": [r[3] for r in rows], "error_message": [None] * len(rows),
-        "width": pa.array([32] * len(rows), pa.int32()),
-        "height": pa.array([32] * len(rows), pa.int32()),
-        "original_width": pa.array([r[4] for r in rows], pa.int32()),
-        "original_height": pa.array([64] * len(rows), pa.int32()),
-        "exif": ["{}"] * len(rows), "sha256": [None if r[3] != "success" else f"h{r[2]}" for r in rows]}), path)
-    return str(path)
+def shard_table(tmp_path, shard, rows):
+    """The shard's img2dataset parquet, from rows (uid, caption, key, status, original_width) of
+    images 64 px high; a downloaded image's sha256 is "h<key>"."""
+    samples = []
+    for u, caption, key, status, width in rows:
+        sha256 = {"sha256": f"h{key}"} if status == "success" else {}
+        samples.append(Sample(key, caption, uid=u, status=status,
+                              row={"original_width": width, "original_height": 64, **sha256}))
+    write_shard(tmp_path / f"{shard}.tar", samples, metadata=True)
+    return str(tmp_path / f"{shard}.parquet")
 
 
 def test_sample_attributes_follow_embed_order_and_skip_failures(tmp_path):
-    p0 = write_shard(tmp_path, "00000", [(uid(0), "a small cat sleeping on a mat", "000000", "success", 64),
+    p0 = shard_table(tmp_path, "00000", [(uid(0), "a small cat sleeping on a mat", "000000", "success", 64),
                                          (uid(1), "x", "000001", "failed_to_download", None),
                                          (uid(2), "un chat sur un tapis rouge", "000002", "success", 10)])
-    p1 = write_shard(tmp_path, "00001", [(uid(3), "img", "001000", "success", 200)])
+    p1 = shard_table(tmp_path, "00001", [(uid(3), "img", "001000", "success", 200)])
     emb = tmp_path / "embed.parquet"  # tar order differs from parquet order
     pq.write_table(pa.table({"uid": [uid(2), uid(0), uid(3)], "shard": ["00000", "00000", "00001"],
                              "key": ["000002", "000000", "001000"]}), emb)
@@ -88,7 +88,7 @@ def test_sample_attributes_follow_embed_order_and_skip_failures(tmp_path):
 
 
 def test_sample_attributes_mismatch_names_the_shard(tmp_path):
-    p0 = write_shard(tmp_path, "00007", [(uid(0), "a cat on a mat", "000000", "success", 64),
+    p0 = shard_table(tmp_path, "00007", [(uid(0), "a cat on a mat", "000000", "success", 64),
                                          (uid(1), "a dog on a mat", "000001", "success", 64)])
     emb = tmp_path / "embed.parquet"
     pq.write_table(pa.table({"uid": [uid(0)], "shard": ["00007"], "key": ["000000"]}), emb)
@@ -155,6 +155,9 @@ def test_dedup_near_on_crafted_vectors():
     assert dedup_near_mask(v, order[::-1], 0.95).tolist() == [False, False, False, True, True, True]
     for batch in (1, 2, 4):  # matches across batch boundaries count the same
         assert dedup_near_mask(v, order, 0.95, batch=batch).tolist() == [True, False, True, False, True, False]
+    v[3] = 0
+    with pytest.raises(InputDataError, match=r"dedup_near: caption embeddings: row 3 is a zero"):
+        dedup_near_mask(v, order, 0.95)
 
 
 def test_dedup_near_subset_uses_pool_order(tmp_path):

@@ -4,9 +4,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from modeflow.config import validate_config
+from modeflow.config.schema import validate_config
 from modeflow.common.errors import ConfigError, InputDataError
-from modeflow.pool.plan import count_table_rows, plan_shards
+from modeflow.pool.plan import plan_shards
+from modeflow.pool.table import count_rows
 
 
 def test_demo_plan_from_config():
@@ -19,8 +20,8 @@ def test_demo_plan_from_config():
 def test_url_list_rows_from_parquet_footer_and_csv(tmp_path):
     pq.write_table(pa.table({"url": ["a"] * 7, "caption": ["c"] * 7}), tmp_path / "u.parquet")
     (tmp_path / "u.csv").write_text("url,caption\n" + "x,y\n" * 5)
-    assert count_table_rows(str(tmp_path / "u.parquet")) == 7
-    assert count_table_rows(str(tmp_path / "u.csv")) == 5
+    assert count_rows(str(tmp_path / "u.parquet")) == 7
+    assert count_rows(str(tmp_path / "u.csv")) == 5
     cfg = validate_config(
         {"pool": {"source": "url_list", "url_list": {"path": str(tmp_path / "u.parquet")}},
          "download": {"shard_size": 3}}
@@ -31,7 +32,7 @@ def test_url_list_rows_from_parquet_footer_and_csv(tmp_path):
 def test_unknown_extension_asks_for_format(tmp_path):
     (tmp_path / "u.dat").write_text("x")
     with pytest.raises(ConfigError, match="format"):
-        count_table_rows(str(tmp_path / "u.dat"))
+        count_rows(str(tmp_path / "u.dat"))
 
 
 def test_existing_shards_listed(tmp_path):

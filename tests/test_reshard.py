@@ -1,5 +1,5 @@
-"""Per-expert reshard on a synthetic pool: tiny img2dataset-style tars written with webdataset's
-TarWriter (as img2dataset does: a pax header before every member), matching embed/assign tables."""
+"""Per-expert reshard on a synthetic pool: tiny img2dataset-style tars (fixtures.write_shard, with
+a pax header before every member as img2dataset's tars have), matching embed/assign tables."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
+from fixtures import Sample, write_shard
 from modeflow.common.errors import InputDataError, ModeflowError
+from modeflow.common.names import expert_name
 from modeflow.reshard.index import index_chunk
 from modeflow.reshard.membership import ooc_draw
 from modeflow.reshard.write import absent_from_pool, write_expert
@@ -40,16 +42,13 @@ def write_pool(root: Path, seed: int = 0, key_format: str = "{shard}{j:04d}"):
     for chunk, shards in CHUNKS.items():
         rows = {"uid": [], "shard": [], "key": []}
         for shard in shards:
-            with wds.TarWriter(str(root / f"{shard}.tar")) as sink:
-                for j in range(PER_SHARD):
-                    key = key_format.format(shard=shard, j=j)
-                    uid = uid_of(i)
-                    sink.write({"__key__": key, "jpg": rng.bytes(int(rng.integers(50, 900))),
-                                "txt": f"caption {i}", "json": {"uid": uid, "key": key}})
-                    rows["uid"].append(uid)
-                    rows["shard"].append(shard)
-                    rows["key"].append(key)
-                    i += 1
+            samples = [Sample(key_format.format(shard=shard, j=j), f"caption {i + j}", uid=uid_of(i + j),
+                              jpg=rng.bytes(int(rng.integers(50, 900)))) for j in range(PER_SHARD)]
+            write_shard(root / f"{shard}.tar", samples)
+            rows["uid"] += [s.uid for s in samples]
+            rows["shard"] += [shard] * len(samples)
+            rows["key"] += [s.key for s in samples]
+            i += len(samples)
         pq.write_table(pa.table(rows), root / f"embed_{chunk}.parquet")
         expert = [int(hashlib.md5(u.encode()).digest()[0]) % 4 % N_EXPERTS for u in rows["uid"]]
         pq.write_table(pa.table({"uid": rows["uid"], "fine": pa.array(expert, pa.int32()),
@@ -71,7 +70,7 @@ def run(root: Path, subset_uids, *, out="experts", ooc_ratio=0.2, shard_size=7, 
                         [str(root / f"{s}.tar") for s in shards], idx, root / "index" / f"{chunk}.json",
                         num_experts=N_EXPERTS, ooc_ratio=ooc_ratio, seed=seed)
         index.append(idx)
-    dirs = [root / out / f"{e:02d}" for e in range(N_EXPERTS)]
+    dirs = [root / out / expert_name(e) for e in range(N_EXPERTS)]
     metas = [write_expert(index, subset, d, expert=e, num_experts=N_EXPERTS, shard_size=shard_size,
                           shuffle=shuffle, seed=seed, empty_expert=empty_expert, ooc_ratio=ooc_ratio)
              for e, d in enumerate(dirs)]
@@ -450,8 +449,7 @@ def test_empty_tars_reshard_as_no_samples(pool, monkeypatch):
     root, uids = pool
     _, _, before, _ = run(root, uids, out="before")
     shutil.rmtree(root / "index")
-    with wds.TarWriter(str(root / "00003.tar")):  # as img2dataset leaves such a shard
-        pass
+    write_shard(root / "00003.tar", [])  # as img2dataset leaves such a shard
     tarfile.open(root / "00004.tar", "w").close()
     monkeypatch.setitem(CHUNKS, "c1", ["00002", "00003"])
     monkeypatch.setitem(CHUNKS, "c2", ["00004"])

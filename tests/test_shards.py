@@ -1,5 +1,6 @@
 """Reading webdataset shards (modeflow.wds.reader): samples, captions/uids, and truncated-tar detection;
-and their byte-level index (modeflow.wds.tarindex): empty tars, member extents and names."""
+their byte-level index (modeflow.wds.tarindex): empty tars, member extents and names; and a tar's
+shard name (modeflow.wds.shard_name)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import tarfile
 import pytest
 import webdataset as wds
 
+from fixtures import Sample, write_shard
 from modeflow.common.errors import InputDataError
 from modeflow.wds.reader import count_samples, iter_samples, read_captions
+from modeflow.wds.shard_name import shard_of_tar
 from modeflow.wds.tarindex import index_tar, member_extents
 from modeflow.wds.tarwrite import write_empty_tar, write_sorted_tar
 from modeflow.common.uids import derive_uid
@@ -20,33 +23,23 @@ UIDS = [derive_uid(f"u{i}", f"c{i}") for i in range(3)]
 
 
 def _write_tar(path, members):
-    """members: [(name, bytes)] in order; returns the byte offset where each member's header starts."""
-    offsets = []
+    """A tar that is not a well-formed shard: members [(name, bytes)] as given."""
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in members:
-            offsets.append(tar.offset)
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return offsets
-
-
-def _sample_members(i, caption=None, meta=None):
-    key = f"0000{i}"
-    meta = {"uid": UIDS[i], "caption": f"json caption {i}"} if meta is None else meta
-    members = [(f"{key}.jpg", b"\xff\xd8 fake jpeg " * 40), (f"{key}.json", json.dumps(meta).encode())]
-    if caption is not None:
-        members.append((f"{key}.txt", caption))
-    return members
 
 
 @pytest.fixture
 def good_tar(tmp_path):
-    path = tmp_path / "00000.tar"
-    members = _sample_members(0, "a red square".encode()) + _sample_members(1, "café".encode()) \
-        + _sample_members(2)  # no .txt: caption from the json
-    offsets = _write_tar(path, members)
-    return path, offsets
+    """Three samples, the json captions other than the .txt ones; returns the tar and its members."""
+    path = write_shard(tmp_path / "00000.tar", [
+        Sample("00000", "a red square", uid=UIDS[0], row={"caption": "json caption 0"}),
+        Sample("00001", "café", uid=UIDS[1], row={"caption": "json caption 1"}),
+        Sample("00002", "json caption 2", uid=UIDS[2], txt=False)])  # no .txt: caption from the json
+    with tarfile.open(path) as tar:
+        return path, tar.getmembers()
 
 
 def test_iter_samples_groups_by_key_and_reads_only_wanted(good_tar):
@@ -75,10 +68,10 @@ def test_empty_tar_has_no_samples(tmp_path):
 
 @pytest.mark.parametrize("cut", ["mid-member", "between-members", "mid-header"])
 def test_truncated_tar_names_the_tar(good_tar, tmp_path, cut):
-    path, offsets = good_tar
+    path, members = good_tar
     data = path.read_bytes()
-    boundary = offsets[3]  # header of sample 1's first member: sample 0 is complete before it
-    end = {"mid-member": boundary + 512 + 100, "between-members": boundary, "mid-header": boundary + 200}[cut]
+    first = members[3]  # sample 1's first member: sample 0 is complete before its (pax) header
+    end = {"mid-member": first.offset_data + 100, "between-members": first.offset, "mid-header": first.offset + 200}[cut]
     cut_path = tmp_path / f"cut-{cut}.tar"
     cut_path.write_bytes(data[:end])
     with pytest.raises(InputDataError, match="truncated or corrupt tar") as err:
@@ -88,6 +81,11 @@ def test_truncated_tar_names_the_tar(good_tar, tmp_path, cut):
         count_samples(str(cut_path))
 
 
+def test_shard_of_tar_strips_dirs_and_tar_suffix():
+    assert shard_of_tar("/data/shards/00003.tar") == "00003"
+    assert shard_of_tar("s3://bucket/pool/00012.tar") == "00012"
+
+
 def test_missing_tar(tmp_path):
     with pytest.raises(InputDataError, match="shard not found"):
         read_captions(str(tmp_path / "gone.tar"))
@@ -95,11 +93,15 @@ def test_missing_tar(tmp_path):
 
 def test_missing_or_bad_uid_in_json(tmp_path):
     path = tmp_path / "nouid.tar"
-    _write_tar(path, _sample_members(0) + _sample_members(1, meta={"caption": "no uid here"}))
+    _write_tar(path, [("00000.json", json.dumps({"uid": UIDS[0], "caption": "c"}).encode()),
+                      ("00001.json", json.dumps({"caption": "no uid here"}).encode())])
     with pytest.raises(InputDataError, match=r"nouid.tar: sample '00001' has no valid uid .*got None"):
         read_captions(str(path))
-    _write_tar(path, _sample_members(0, meta={"uid": "ABC", "caption": "x"}))
+    write_shard(path, [Sample("00000", "x", uid="ABC")])
     with pytest.raises(InputDataError, match=r"no valid uid .*'ABC'"):
+        read_captions(str(path))
+    write_shard(path, [Sample("00000", "x", uid=UIDS[0] + "\n")])  # not a uid, though `$` matches before "\n"
+    with pytest.raises(InputDataError, match=r"no valid uid .*\\n'"):
         read_captions(str(path))
 
 
@@ -119,14 +121,14 @@ def test_invalid_json(tmp_path):
 
 def test_txt_not_utf8(tmp_path):
     path = tmp_path / "latin1.tar"
-    _write_tar(path, _sample_members(0, "café".encode("latin-1")))
+    write_shard(path, [Sample("00000", "café".encode("latin-1"), uid=UIDS[0])])
     with pytest.raises(InputDataError, match=r"latin1.tar: 00000.txt is not valid UTF-8"):
         read_captions(str(path))
 
 
 def test_duplicate_key_is_an_error(tmp_path):
     path = tmp_path / "dup.tar"
-    _write_tar(path, _sample_members(0) + _sample_members(1) + [("00000.cls", b"3")])
+    _write_tar(path, [("00000.jpg", b"x"), ("00001.jpg", b"x"), ("00000.cls", b"3")])
     with pytest.raises(InputDataError, match="duplicate sample key '00000'"):
         list(iter_samples(str(path)))
 

@@ -195,6 +195,17 @@ def test_image_folder_gives_file_urls_and_location_independent_uids(tmp_path):
     assert stats["image_folder"] == str(folder.resolve()) and stats["rows"] == 2
 
 
+def test_image_folder_counts_images_without_a_caption(tmp_path):
+    folder = _image_folder(tmp_path, ["a.png", "b.jpg", "sub/c.PNG", "sub/d.png"])
+    (folder / "notes.txt").write_text("not an image")
+    captions = _csv(tmp_path, ["file", "caption"], [("a.png", "red"), ("./sub/d.png", "red too")],
+                    name="caps.csv")
+    table, stats = read_image_folder(folder, captions)
+    assert table.num_rows == 2
+    assert stats["images_without_caption"] == 2
+    assert stats["images_without_caption_examples"] == ["b.jpg", "sub/c.PNG"]
+
+
 def test_image_folder_missing_file_is_named(tmp_path):
     folder = _image_folder(tmp_path, ["a.png"])
     captions = _csv(tmp_path, ["file", "caption"], [("a.png", "red"), ("gone.png", "lost")], name="caps.csv")
@@ -215,7 +226,7 @@ def test_image_folder_missing_image_column(tmp_path):
 def test_plan_counts_the_rows_the_pool_step_reads(tmp_path, fmt):
     """A quoted newline inside a csv caption is one row for the shard plan and for the pool step,
     so the plan gets no phantom shard (one parser decides both: modeflow.pool.table)."""
-    from modeflow.config import validate_config
+    from modeflow.config.schema import validate_config
     from modeflow.pool.plan import plan_shards
     from modeflow.pool.table import count_rows
 

@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures import Sample, jpeg, write_shards
 from modeflow.train.checkpoints import (read_checkpoint, CheckpointMismatchError, CorruptCheckpointError, check_fits,
                                   checkpoint_epoch, latest_good_checkpoint, load_clip)
 from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.common.names import expert_model
 from modeflow.train.argv import build_argv, entry_options
 from modeflow.train.launch import first_slurm_host, launcher_argv
 from modeflow.train.recipe import resolve_train_config, samples_per_epoch, train_flops_per_sample
@@ -44,27 +46,17 @@ def tiny_cfg(**overrides) -> dict:
                                  "log_every_n_steps": 1, **overrides})
 
 
-def write_shards(root: Path, num_samples: int = 200, per_shard: int = 100) -> list[Path]:
-    import webdataset as wds
-    from PIL import Image
-
+def colour_shards(root: Path, num_samples: int = 200, per_shard: int = 100) -> list[Path]:
+    """Expert-style shards (00000000.tar, ...) of coloured 32 px squares with a noisy stripe."""
     rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    tars = []
-    for shard in range(math.ceil(num_samples / per_shard)):
-        path = root / f"{shard:08d}.tar"
-        with wds.TarWriter(str(path)) as sink:
-            for i in range(shard * per_shard, min(num_samples, (shard + 1) * per_shard)):
-                c, s = i % len(COLOURS), (i // len(COLOURS)) % len(SHAPES)
-                pixels = np.zeros((32, 32, 3), np.uint8)
-                pixels[..., c % 3] = 200
-                pixels[8 * s: 8 * s + 8] = rng.integers(0, 255, (8, 32, 3))
-                buf = io.BytesIO()
-                Image.fromarray(pixels).save(buf, format="JPEG")
-                sink.write({"__key__": f"{i:09d}", "jpg": buf.getvalue(),
-                            "txt": f"a {COLOURS[c]} {SHAPES[s]}"})
-        tars.append(path)
-    return tars
+    samples = []
+    for i in range(num_samples):
+        c, s = i % len(COLOURS), (i // len(COLOURS)) % len(SHAPES)
+        pixels = np.zeros((32, 32, 3), np.uint8)
+        pixels[..., c % 3] = 200
+        pixels[8 * s: 8 * s + 8] = rng.integers(0, 255, (8, 32, 3))
+        samples.append(Sample(f"{i:09d}", f"a {COLOURS[c]} {SHAPES[s]}", jpg=jpeg(pixels)))
+    return write_shards(root, samples, per_shard, name="{:08d}")
 
 
 def train_lines(out_log: Path) -> list[int]:
@@ -73,7 +65,7 @@ def train_lines(out_log: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> list[Path]:
-    return write_shards(tmp_path_factory.mktemp("shards"))
+    return colour_shards(tmp_path_factory.mktemp("shards"))
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +144,7 @@ def test_plan_runs_cost_identity():
     cfg = resolve_train_config({"schedule_epochs": 32, "seed_epochs": 27, "batch_size": 64})
     runs = plan_runs(cfg, num_experts=4, samples_per_epoch=1000)
     assert list(runs) == ["seed", "expert_00", "expert_01", "expert_02", "expert_03", "dense"]
-    experts = [runs[f"expert_0{i}"] for i in range(4)]
+    experts = [runs[expert_model(i)] for i in range(4)]
     assert runs["seed"].resume_epoch == 0 and runs["seed"].stop_epoch == 27
     assert all((e.resume_epoch, e.stop_epoch) == (27, 32) for e in experts)
     assert (runs["dense"].resume_epoch, runs["dense"].stop_epoch) == (27, 47)

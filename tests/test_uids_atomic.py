@@ -14,6 +14,19 @@ def test_derive_uid_is_stable_hex_and_separates_fields():
     assert derive_uid("ab", "c") != derive_uid("a", "bc")
 
 
+def test_a_uid_with_a_trailing_newline_or_more_chars_is_refused():
+    """32 hex chars and then a "\n" (where a regex `$` also matches) or any other char: not a uid,
+    nor its first 32 chars."""
+    import pyarrow as pa
+
+    uid = derive_uid("http://x/a.jpg", "a cat")
+    assert not is_valid_uid(uid + "\n") and not is_valid_uid(uid + "0")
+    for bad in (uid + "\n", uid + "0"):
+        for given in ([uid, bad], pa.array([uid, bad])):
+            with pytest.raises(InputDataError, match=r"t\.parquet: invalid uid b'[0-9a-f]{32}(\\n|0)'"):
+                uid_pairs(given, "t.parquet")
+
+
 def test_pairs_roundtrip_sorted_like_datacomp():
     uids = [derive_uid(str(i), "c") for i in range(50)]
     pairs = uids_to_pairs(uids)

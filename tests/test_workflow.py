@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import signal
 import subprocess
 import tarfile
@@ -12,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
+from modeflow.common.names import expert_model
 
 pytestmark = pytest.mark.e2e
 
@@ -105,6 +109,30 @@ def test_rerun_is_a_no_op(finished_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+# the two orders the outputs follow (report rows, task columns): reordering them is a real change
+ORDERED = ("filter.subsets", "pool.demo.domains")
+
+
+def _reversed_keys(node, path=""):
+    if not isinstance(node, dict):
+        return node
+    keys = list(node) if path in ORDERED else reversed(list(node))
+    return {k: _reversed_keys(node[k], f"{path}.{k}".lstrip(".")) for k in keys}
+
+
+def test_an_edit_that_keeps_every_value_reruns_nothing(finished_run):
+    """Every key reordered, and every default written out: the resolved values are the same, so
+    no job's params change and nothing (above all no download) runs again."""
+    from modeflow.config import validate_config
+
+    workdir, config = finished_run
+    explicit = workdir / "explicit.yaml"
+    filled = validate_config(yaml.safe_load(config.read_text()))
+    explicit.write_text(yaml.safe_dump(_reversed_keys(filled), sort_keys=False))
+    proc = run_snakemake(workdir, "-n", "all", configfile=explicit)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
+
+
 def test_single_embedding_target_runs_only_what_it_needs(tmp_path):
     config = write_config(tmp_path / "tiny.yaml")
     proc = run_snakemake(tmp_path, "-n", "results/embed/00001.npy", configfile=config)
@@ -112,24 +140,56 @@ def test_single_embedding_target_runs_only_what_it_needs(tmp_path):
     assert jobs == {"demo_pool": 1, "pool_table": 1, "download": 1, "embed": 1, "total": 4}
 
 
-def test_killed_run_resumes_to_identical_outputs(finished_run, tmp_path):
-    reference, _ = finished_run
-    config = write_config(tmp_path / "tiny.yaml")
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--cores", "2", f"--configfile={config}", "all"]
+# Where the fault-injection test kills the run: once the stage's first file exists, after a seeded
+# random delay, so the kill lands somewhere inside the stage rather than at its edge.
+KILL_POINTS = (
+    ("download", "shards/*/*.tar"),
+    ("reshard", "reshard/index/*.parquet"),
+    ("training", "train/runs/expert_*/out.log"),
+    ("evaluation", "eval_work/*/results.jsonl"),
+)
+
+
+def _run_until_killed(workdir: Path, config: Path, marker: str, delay: float) -> bool:
+    """Start the whole pipeline and SIGKILL its process tree (scheduler, jobs, img2dataset and
+    training workers) as a node failure would. False if the run ended before the marker appeared."""
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+           f"--configfile={config}", "--rerun-incomplete", "all"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    # Kill the whole process tree (scheduler, jobs, img2dataset workers) as a node failure would,
-    # once the download has started producing shards.
-    deadline = time.time() + 300
-    while time.time() < deadline and not list((tmp_path / "results" / "shards").glob("*/*.tar")):
-        time.sleep(0.2)
+    deadline = time.time() + 600
+    while proc.poll() is None and time.time() < deadline and not list((workdir / "results").glob(marker)):
+        time.sleep(0.1)
+    time.sleep(delay)
+    if proc.poll() is not None:
+        return False
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (tmp_path / "results" / "embed").exists() or len(list((tmp_path / "results" / "embed").glob("*.npy"))) < 3
-    # A killed snakemake leaves its lock behind: the user unlocks, then reruns the same command.
-    run_snakemake(tmp_path, "--unlock", configfile=config)
+    return True
+
+
+def _curves_and_summary(results: Path) -> dict[str, object]:
+    out = {f"models/{p.name}": json.loads(p.read_text())["curve"] for p in sorted((results / "models").glob("*.json"))}
+    out["summary.md"] = (results / "ensemble" / "summary.md").read_text()
+    return out
+
+
+def test_killed_at_random_moments_resumes_to_identical_outputs(finished_run, tmp_path):
+    """Fault injection: SIGKILL inside download, reshard, training and evaluation (seeded random
+    moments), rerun after each kill; the outputs equal the uninterrupted run's."""
+    reference, _ = finished_run
+    config = write_config(tmp_path / "tiny.yaml")
+    rng = random.Random(12)
+    killed = []
+    for stage, marker in KILL_POINTS:
+        if _run_until_killed(tmp_path, config, marker, delay=rng.uniform(0.0, 1.5)):
+            killed.append(stage)
+        # A killed snakemake leaves its lock behind: the user unlocks, then reruns the same command.
+        run_snakemake(tmp_path, "--unlock", configfile=config)
+    assert killed[:1] == ["download"], f"the run was not interrupted as planned: killed in {killed}"
     run_snakemake(tmp_path, "--rerun-incomplete", "all", configfile=config)
     assert result_contents(tmp_path / "results") == result_contents(reference / "results")
+    assert _curves_and_summary(tmp_path / "results") == _curves_and_summary(reference / "results")
+    assert len(killed) >= 3, f"only {killed} were interrupted"
 
 
 def test_config_typo_stops_before_any_work(tmp_path):
@@ -225,7 +285,7 @@ def test_experts_stage_outputs(finished_run):
     model_name = json.loads((results / "models" / "expert_02.json").read_text())["model"]
     open_clip.create_model_and_transforms(model_name, pretrained=str(results / "models" / "expert_02.pt"))
     seed, dense = (json.loads((results / "models" / f"{m}.json").read_text()) for m in ("seed", "dense"))
-    experts = [json.loads((results / "models" / f"expert_{e}.json").read_text()) for e in ("00", "01", "02", "03")]
+    experts = [json.loads((results / "models" / f"{expert_model(e)}.json").read_text()) for e in range(4)]
     assert dense["samples_seen"] == sum(e["samples_seen"] for e in experts)  # equal compute
     assert all(e["resume_epoch"] == seed["stop_epoch"] for e in experts)
 

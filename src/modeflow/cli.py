@@ -14,14 +14,17 @@ from modeflow.common.errors import ModeflowError
 
 
 def _check_config(args: argparse.Namespace) -> None:
-    from .config import load_config
-    from modeflow.pool.plan import plan_shards
+    from .config import resolve
+    from .config.files import read_config_file
 
-    cfg = load_config(args.config)
-    plan = plan_shards(cfg)
-    print(f"{args.config}: valid; source={cfg['pool']['source']}, {len(plan.shards)} shards")
+    raw = read_config_file(args.config)  # its errors name the file already
+    try:
+        settings = resolve(raw)
+    except ModeflowError as exc:
+        raise type(exc)(f"{args.config}: {exc}") from None
+    print(f"{args.config}: valid; source={settings.source}, {len(settings.plan.shards)} shards")
     if args.show:
-        print(json.dumps(cfg, indent=2))
+        print(json.dumps(settings.config, indent=2))
 
 
 def _demo_pool(args: argparse.Namespace) -> None:
@@ -41,7 +44,7 @@ def _demo_pool(args: argparse.Namespace) -> None:
 
 
 def _config_docs(args: argparse.Namespace) -> None:
-    from .config import schema_markdown
+    from .config.docs import schema_markdown
 
     sys.stdout.write(schema_markdown())
 
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    check = sub.add_parser("check-config", help="validate a config file and print its shard plan")
+    check = sub.add_parser("check-config", help="check a config file as a run's start does and print its shard plan")
     check.add_argument("config", help="path to a config yaml (e.g. config/config.yaml)")
     check.add_argument("--show", action="store_true", help="print the config with defaults filled in")
     check.set_defaults(func=_check_config)

@@ -1,18 +1,6 @@
-# Cluster stage (MoDE §2-3): fine k-means on a sample of the caption embeddings, coarse k-means of
-# the fine centers (one coarse cluster = one expert), then every sample assigned per chunk.
-from modeflow.cluster.model import check_cluster_config
-
-try:  # cheap parse-time check; the fit job re-checks with the rows that actually downloaded
-    check_cluster_config(config["cluster"], PLAN.num_rows)
-except ModeflowError as exc:
-    raise WorkflowError(str(exc)) from None
-
-CLUSTER_MODEL = {
-    "fine_centers": R("cluster/fine_centers.npy"),
-    "coarse_centers": R("cluster/coarse_centers.npy"),
-    "fine_to_coarse": R("cluster/fine_to_coarse.npy"),
-    "params": R("cluster/params.json"),
-}
+# Cluster stage (docs/method.md §2-3): fine k-means on a sample of the caption embeddings, coarse
+# k-means of the fine centers (one coarse cluster = one expert), then every sample assigned per
+# chunk.
 
 
 rule cluster_fit:
@@ -27,7 +15,7 @@ rule cluster_fit:
     resources:
         mem_mb=4000,
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/cluster/fit.log"),
     benchmark:
@@ -49,7 +37,7 @@ rule assign:
     group:
         "assign"
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/cluster/assign/{chunk}.log"),
     benchmark:
@@ -80,14 +68,12 @@ rule cluster_summary:
         cluster=config["cluster"],
         seed=config["seed"],
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/cluster/summary.log"),
     script:
         "../scripts/cluster_summary.py"
 
-
-FINAL_TARGETS.append(R("cluster/summary.json"))
 
 
 if SOURCE == "demo":
@@ -108,10 +94,8 @@ if SOURCE == "demo":
             ground_truth=lambda wc, input: os.path.join(input.demo, "ground_truth.parquet"),
             num_experts=config["cluster"]["num_experts"],
         conda:
-            "../../envs/modeflow.yaml"
+            "../envs/modeflow.yaml"
         log:
             R("logs/cluster/demo_scores.log"),
         script:
             "../scripts/cluster_demo_scores.py"
-
-    FINAL_TARGETS.append(R("cluster/demo_scores.json"))

@@ -1,6 +1,8 @@
-# Shared set-up: config validation, the static shard plan, path helpers and input functions.
-# Every job re-parses this file (clusters included), so it only does cheap work.
+# Shared set-up: the config, resolved once into every global the rule files use
+# (modeflow.config.resolve), path helpers and input functions. Every job re-parses this file
+# (clusters included), so it only does cheap work.
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -9,39 +11,77 @@ from snakemake.exceptions import WorkflowError
 try:
     import modeflow  # noqa: F401  (installed by `make setup`)
 except ImportError:  # running from a checkout without installing: use the source tree
-    sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+    sys.path.insert(0, str(Path(workflow.current_basedir).parents[1] / "src"))
 
-from modeflow.config import validate_config
 from modeflow.common.errors import ModeflowError
-from modeflow.pool.plan import expert_name, plan_shards
-
+from modeflow.common.names import expert_of_model
 from modeflow.common.storage import check_default_storage
+from modeflow.config import resolve
+from modeflow.config.files import read_config_file
+from modeflow.filter.subsets import SEED_SCORER, subset_inputs
 
 try:  # with --default-storage-provider s3: fail in seconds on missing/wrong credentials or bucket
     check_default_storage(workflow)
 except ModeflowError as exc:
     raise WorkflowError(str(exc)) from None
 
-try:
-    config.update(
-        validate_config(config, Path(workflow.current_basedir) / "../schemas/config.schema.yaml")
-    )
-    PLAN = plan_shards(config)
+
+def uses_remote_storage() -> bool:
+    """Whether jobs get their inputs staged from a storage provider (--default-storage-provider)."""
+    settings = getattr(workflow, "storage_settings", None)
+    return bool(settings and settings.default_storage_provider)
+
+
+# The demo's config, unless config files are given on the command line (--configfile): those
+# replace it instead of being merged over it, so a user's config holds what it says plus the
+# schema's defaults. The path is relative to the working directory, Snakemake's convention
+# (`--directory .test` reads .test/config/config.yaml).
+DEMO_CONFIGFILE = "config/config.yaml"
+if not workflow.overwrite_configfiles:
+    if os.path.exists(DEMO_CONFIGFILE):
+        try:  # a syntax error is named by file, line and column (Snakemake's own message has neither)
+            read_config_file(DEMO_CONFIGFILE)
+        except ModeflowError as exc:
+            raise WorkflowError(str(exc)) from None
+
+    configfile: DEMO_CONFIGFILE
+
+
+try:  # the files a config names are read by the process that starts the run, before any job
+    SETTINGS = resolve(config, check_files=workflow.is_main_process and not uses_remote_storage())
 except ModeflowError as exc:
     raise WorkflowError(str(exc)) from None
+config.update(SETTINGS.config)  # every default filled in, every mapping's keys sorted
 
-SOURCE = config["pool"]["source"]
-CHUNKS = list(PLAN.chunks)  # per-shard stages run one job per chunk of shards
+PLAN = SETTINGS.plan
+SOURCE = SETTINGS.source
+CHUNKS = SETTINGS.chunks  # per-shard stages run one job per chunk of shards
+SUBSETS = SETTINGS.subsets
+FILTER_USE = SETTINGS.filter_use
+SEED_SUBSET = SETTINGS.seed_subset
+CLUSTER_MODEL = SETTINGS.cluster_model
+EXPERTS = SETTINGS.experts
+MODELS = SETTINGS.models
+TRAIN = SETTINGS.train
+TRAIN_GPUS = config["train"]["gpus"]
+TASKS = SETTINGS.tasks
+TASK_INPUT = SETTINGS.task_inputs
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (none: nothing)."""
+    return "|".join(re.escape(name) for name in names) or "^$"
 
 
 wildcard_constraints:
     shard=r"[0-9A-Za-z_-]+",
     chunk=r"[0-9A-Za-z_-]+",
+    expert=one_of(EXPERTS),
 
 
 def R(path):
     """A path under the results directory."""
-    return os.path.join(config["results_dir"], path)
+    return SETTINGS.result(path)
 
 
 def shard_file(shard, ext="tar"):
@@ -72,12 +112,6 @@ def chunk_files(wildcards, input, ext="tar"):
 
 def chunk_tars(wildcards, input):
     return chunk_files(wildcards, input)
-
-
-def uses_remote_storage() -> bool:
-    """Whether jobs get their inputs staged from a storage provider (--default-storage-provider)."""
-    settings = getattr(workflow, "storage_settings", None)
-    return bool(settings and settings.default_storage_provider)
 
 
 def all_shard_inputs() -> list:
@@ -113,19 +147,18 @@ def demo_root_input(wildcards):
     return [R("demo")] if SOURCE == "demo" else []
 
 
-# Each stage's .smk file appends the outputs `all` should build (read when rule all is parsed,
-# after every include).
-FINAL_TARGETS = []
-
-
 def final_outputs():
-    outputs = expand(R("embed/{chunk}.npy"), chunk=CHUNKS)
-    if SOURCE != "shards":
-        outputs.append(R("download/summary.json"))
-    return outputs + FINAL_TARGETS
+    """What `all` builds: each stage's last products and reports."""
+    return SETTINGS.final_targets
 
 
-# --- input functions of the experts stages (called lazily, after every rules file is read) ---
+# every chunk's shards (download directories, the user's tars or their directory): what reshard
+# phase 2 copies from
+ALL_SHARD_INPUTS = all_shard_inputs()
+RESHARD_SUBSET = R(f"filter/subsets/{FILTER_USE}.npy")
+
+
+# --- input functions of the experts stages ---
 
 
 def clip_scorer(name):
@@ -135,6 +168,19 @@ def clip_scorer(name):
     if scorer == SEED_SCORER:
         return TRAIN["model"], R("models/seed.pt")
     return spec.get("model") or TRAIN["model"], scorer
+
+
+def subset_input(wildcards):
+    """The files subset `name` is computed from (modeflow.filter.subsets.subset_inputs)."""
+    return subset_inputs(
+        SUBSETS,
+        wildcards.name,
+        attributes=expand(R("filter/attributes/{chunk}.parquet"), chunk=CHUNKS),
+        vectors=expand(R("embed/{chunk}.npy"), chunk=CHUNKS),
+        uid_tables=expand(R("embed/{chunk}.parquet"), chunk=CHUNKS),
+        subset_path=lambda dep: R(f"filter/subsets/{dep}.npy"),
+        clip_scores=lambda name: expand(R("filter/clip_scores/{name}/{chunk}.parquet"), name=name, chunk=CHUNKS),
+    )
 
 
 def train_resources(gpus):
@@ -155,19 +201,8 @@ def train_inputs(wildcards):
     model = wildcards.model
     if model == "seed":
         return {"data": R(f"pooled/{SEED_SUBSET}")}
-    data = R(f"pooled/{FILTER_USE}") if model == "dense" else R(f"experts/{model.removeprefix('expert_')}")
+    data = R(f"pooled/{FILTER_USE}") if model == "dense" else R(f"experts/{expert_of_model(model)}")
     return {"data": data, "init": R("models/seed.pt"), "init_meta": R("models/seed.json")}
-
-
-def eval_tasks():
-    """{task name: task directory}: the demo's held-out tasks, or evaluate.tasks from the config."""
-    tasks = config["evaluate"]["tasks"]
-    if tasks == "demo":
-        if SOURCE != "demo":
-            raise WorkflowError("evaluate.tasks: 'demo' needs pool.source: demo; list task directories instead")
-        names = list(config["pool"]["demo"]["domains"]) + ["mixed", "retrieval"]
-        return {name: R(f"demo/tasks/{name}") for name in names}
-    return {os.path.basename(str(path).rstrip("/")): str(path) for path in tasks}
 
 
 def staged_tasks(wildcards, input):

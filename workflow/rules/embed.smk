@@ -17,7 +17,7 @@ rule embed:
     group:
         "embed"
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/embed/{chunk}.log"),
     benchmark:

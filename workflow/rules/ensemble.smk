@@ -1,7 +1,8 @@
-# Ensemble stage (MoDE §5) in two steps: routing (ensemble_weights: task-adaptive expert weights from
-# each task's class names or captions, the clustering text encoder and the fine centers; once per
-# task, no model runs) then combining (ensemble: every arm — MoDE, uniform, top-1, each expert, the
-# oracle, seed, dense — from the saved logits only). Then the report's tables and figures.
+# Ensemble stage (docs/method.md §5) in two steps: routing (ensemble_weights: task-adaptive expert
+# weights from each task's class names or captions, the clustering text encoder and the fine
+# centers; once per task, no model runs) then combining (ensemble: every arm — MoDE, uniform, top-1,
+# each expert, the oracle, seed, dense — from the saved logits only). Then the report's tables and
+# figures.
 
 
 rule ensemble_weights:
@@ -18,7 +19,7 @@ rule ensemble_weights:
     resources:
         mem_mb=4000,
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/ensemble/weights.log"),
     benchmark:
@@ -45,7 +46,7 @@ rule ensemble:
     resources:
         mem_mb=4000,
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/ensemble/ensemble.log"),
     benchmark:
@@ -86,14 +87,12 @@ rule results_report:
         ),
         costs=R("train/costs.json"),
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/ensemble/report.log"),
     script:
         "../scripts/results_report.py"
 
-
-FINAL_TARGETS.extend([R("ensemble/summary.csv"), R("ensemble/summary.html"), R("train/curves.png")])
 
 
 if SOURCE == "demo":
@@ -115,10 +114,8 @@ if SOURCE == "demo":
             domains=list(config["pool"]["demo"]["domains"]),
             arm="mode" if config["ensemble"]["weights"] == "code" else "mode_paper",
         conda:
-            "../../envs/modeflow.yaml"
+            "../envs/modeflow.yaml"
         log:
             R("logs/ensemble/demo_checks.log"),
         script:
             "../scripts/ensemble_demo_checks.py"
-
-    FINAL_TARGETS.append(R("ensemble/demo_checks.json"))

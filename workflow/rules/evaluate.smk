@@ -5,10 +5,6 @@
 # tasks. Its declared output eval/<model>/ is a copy made at the end (what remote storage uploads).
 
 
-TASKS = eval_tasks()
-TASK_INPUT = [R("demo")] if config["evaluate"]["tasks"] == "demo" else list(TASKS.values())
-
-
 rule evaluate:
     input:
         tasks=TASK_INPUT,
@@ -16,7 +12,7 @@ rule evaluate:
     output:
         directory(R("eval/{model}")),
     wildcard_constraints:
-        model="|".join(MODELS),
+        model=one_of(MODELS),
     params:
         model_name=TRAIN["model"],
         tasks=staged_tasks,
@@ -28,7 +24,7 @@ rule evaluate:
         mem_mb=4000,
         **({"gpu": 1} if config["evaluate"]["gpus"] else {}),
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/evaluate/{model}.log"),
     benchmark:
@@ -36,5 +32,3 @@ rule evaluate:
     script:
         "../scripts/evaluate_model.py"
 
-
-FINAL_TARGETS.extend(expand(R("eval/{model}"), model=MODELS))

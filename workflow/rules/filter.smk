@@ -1,16 +1,5 @@
 # Filter stage: per-chunk sample attributes (language, caption length, image size, sha256), then
 # DataComp baseline filters as named uid subsets (config filter.subsets) in DataComp's .npy format.
-import re
-
-from modeflow.filter.subsets import SEED_SCORER, check_subsets, subset_inputs
-
-try:
-    check_subsets(config["filter"])
-except ModeflowError as exc:
-    raise WorkflowError(str(exc)) from None
-
-SUBSETS = config["filter"]["subsets"]
-FILTER_USE = config["filter"]["use"]
 
 
 rule filter_attributes:
@@ -26,7 +15,7 @@ rule filter_attributes:
     group:
         "filter"
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/filter/attributes/{chunk}.log"),
     benchmark:
@@ -43,7 +32,7 @@ rule clip_score:
     output:
         R("filter/clip_scores/{name}/{chunk}.parquet"),
     wildcard_constraints:
-        name="|".join(re.escape(n) for n, s in SUBSETS.items() if s["kind"] == "clip_score") or "^$",
+        name=one_of(n for n, s in SUBSETS.items() if s["kind"] == "clip_score"),
     params:
         tars=chunk_tars,
         model=lambda wc: clip_scorer(wc.name)[0],
@@ -56,7 +45,7 @@ rule clip_score:
     group:
         "clip_score"
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/filter/clip_scores/{name}_{chunk}.log"),
     benchmark:
@@ -67,29 +56,19 @@ rule clip_score:
 
 rule subset:
     input:
-        unpack(
-            lambda wc: subset_inputs(
-                SUBSETS,
-                wc.name,
-                attributes=expand(R("filter/attributes/{chunk}.parquet"), chunk=CHUNKS),
-                vectors=expand(R("embed/{chunk}.npy"), chunk=CHUNKS),
-                uid_tables=expand(R("embed/{chunk}.parquet"), chunk=CHUNKS),
-                subset_path=lambda dep: R(f"filter/subsets/{dep}.npy"),
-                clip_scores=lambda name: expand(R("filter/clip_scores/{name}/{chunk}.parquet"), name=name, chunk=CHUNKS),
-            )
-        ),
+        unpack(subset_input),
     output:
         npy=R("filter/subsets/{name}.npy"),
         stats=R("filter/subsets/{name}.json"),
     wildcard_constraints:
-        name="|".join(re.escape(n) for n in SUBSETS),
+        name=one_of(SUBSETS),
     params:
         spec=lambda wc: SUBSETS[wc.name],
         basic=config["filter"]["basic"],
     resources:
         mem_mb=4000,
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/filter/subsets/{name}.log"),
     benchmark:
@@ -118,14 +97,12 @@ rule filter_report:
         names=list(SUBSETS),
         use=FILTER_USE,
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/filter/report.log"),
     script:
         "../scripts/filter_report.py"
 
-
-FINAL_TARGETS += [R(f"filter/subsets/{FILTER_USE}.npy"), R("filter/summary.json"), R("filter/funnel.png")]
 
 
 if SOURCE == "demo":
@@ -153,10 +130,8 @@ if SOURCE == "demo":
             names=list(SUBSETS),
             basic_names=[n for n, s in SUBSETS.items() if s["kind"] == "basic_filter"],
         conda:
-            "../../envs/modeflow.yaml"
+            "../envs/modeflow.yaml"
         log:
             R("logs/filter/demo_scores.log"),
         script:
             "../scripts/filter_demo_scores.py"
-
-    FINAL_TARGETS += [R("filter/demo_scores.json"), R("filter/demo_scores.png")]

@@ -11,7 +11,7 @@ if SOURCE == "demo":
             seed=config["seed"],
             demo=config["pool"]["demo"],
         conda:
-            "../../envs/modeflow.yaml"
+            "../envs/modeflow.yaml"
         log:
             R("logs/demo_pool.log"),
         benchmark:
@@ -31,7 +31,7 @@ if SOURCE != "shards":
         params:
             pool=config["pool"],
         conda:
-            "../../envs/modeflow.yaml"
+            "../envs/modeflow.yaml"
         log:
             R("logs/pool_table.log"),
         benchmark:
@@ -53,13 +53,16 @@ if SOURCE != "shards":
             # outside the output directory: Snakemake clears an incomplete output on rerun, but
             # img2dataset's incremental mode resumes from what is here
             staging=lambda wc: R(f"download/staging/{wc.chunk}"),
+            # the downloaded shards themselves, linked into the output: Snakemake deletes the
+            # output before a rerun, and a web pool must never be downloaded again from scratch
+            store=lambda wc: R(f"download/store/{wc.chunk}"),
         threads: config["download"]["processes"]
         resources:
             mem_mb=2000,
         group:
             "download"
         conda:
-            "../../envs/modeflow.yaml"
+            "../envs/modeflow.yaml"
         log:
             R("logs/download/{chunk}.log"),
         benchmark:
@@ -81,7 +84,7 @@ if SOURCE != "shards":
                 labels={"figure": "download outcomes"},
             ),
         conda:
-            "../../envs/modeflow.yaml"
+            "../envs/modeflow.yaml"
         log:
             R("logs/download_summary.log"),
         script:

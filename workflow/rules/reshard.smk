@@ -2,15 +2,6 @@
 # per expert. Phase 1 (one job per chunk) decides membership from uid tables and records where each
 # kept sample's bytes lie; phase 2 (one job per expert) copies those bytes into exact-size shards.
 
-EXPERTS = [expert_name(i) for i in range(config["cluster"]["num_experts"])]
-RESHARD_SUBSET = R(f"filter/subsets/{config['filter']['use']}.npy")
-# every chunk's shards (download directories, the user's tars or their directory): what phase 2 copies from
-ALL_SHARD_INPUTS = all_shard_inputs()
-
-
-wildcard_constraints:
-    expert="|".join(EXPERTS),
-
 
 rule reshard_part:
     input:
@@ -31,7 +22,7 @@ rule reshard_part:
     group:
         "reshard"
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/reshard/part_{chunk}.log"),
     benchmark:
@@ -58,7 +49,7 @@ rule reshard_expert:
     resources:
         mem_mb=3000,
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/reshard/expert_{expert}.log"),
     benchmark:
@@ -86,7 +77,7 @@ rule reshard_summary:
             labels={"stage": "reshard", "figure": "samples per expert"},
         ),
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/reshard/summary.log"),
     script:
@@ -106,7 +97,7 @@ rule reshard_pooled_part:
         index=R("reshard/pooled/{subset}/index/{chunk}.parquet"),
         stats=R("reshard/pooled/{subset}/index/{chunk}.json"),
     wildcard_constraints:
-        subset="|".join(re.escape(n) for n in SUBSETS),
+        subset=one_of(SUBSETS),
     params:
         tars=chunk_tars,
         num_experts=1,
@@ -119,7 +110,7 @@ rule reshard_pooled_part:
     group:
         "reshard_pooled_{subset}"
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/reshard/pooled_{subset}_part_{chunk}.log"),
     benchmark:
@@ -136,7 +127,7 @@ rule reshard_pooled:
     output:
         directory(R("pooled/{subset}")),
     wildcard_constraints:
-        subset="|".join(re.escape(n) for n in SUBSETS),
+        subset=one_of(SUBSETS),
     params:
         expert=0,
         num_experts=1,
@@ -148,7 +139,7 @@ rule reshard_pooled:
     resources:
         mem_mb=3000,
     conda:
-        "../../envs/modeflow.yaml"
+        "../envs/modeflow.yaml"
     log:
         R("logs/reshard/pooled_{subset}.log"),
     benchmark:
@@ -156,6 +147,3 @@ rule reshard_pooled:
     script:
         "../scripts/reshard_expert.py"
 
-
-FINAL_TARGETS.extend(expand(R("experts/{expert}"), expert=EXPERTS))
-FINAL_TARGETS.append(R("reshard/summary.json"))

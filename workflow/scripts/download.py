@@ -20,6 +20,7 @@ def main(smk) -> None:
                 shard_size=options["shard_size"],
                 out_dir=smk.output[0],
                 staging_dir=smk.params.staging,
+                store_dir=smk.params.store,
                 options=options,
                 proxy=proxy,
                 extra_cols=smk.params.extra_cols,

@@ -33,6 +33,10 @@ with job_log(snakemake.log[0]) as log:
         )
     if stats.get("duplicates_dropped"):
         log.warning("dropped %d rows with duplicate uids (pool.duplicate_uids: drop)", stats["duplicates_dropped"])
+    if stats.get("images_without_caption"):
+        log.warning("%d image(s) in %s have no caption in %s and are not in the pool, e.g. %s",
+                    stats["images_without_caption"], stats["image_folder"], pool["image_folder"]["captions"],
+                    stats["images_without_caption_examples"])
     log.info("pool table: %d rows", table.num_rows)
     write_parquet(snakemake.output.table, table)
     write_json(snakemake.output.stats, stats)

@@ -25,7 +25,8 @@ def derive_uid(url: str, caption: str) -> str:
 
 
 def is_valid_uid(uid: str) -> bool:
-    return isinstance(uid, str) and bool(_UID_RE.match(uid))
+    # fullmatch: with match, the pattern's `$` would also accept a uid followed by "\n"
+    return isinstance(uid, str) and _UID_RE.fullmatch(uid) is not None
 
 
 def _arrow_uid_digits(uids) -> np.ndarray | None:
@@ -49,20 +50,23 @@ def _arrow_uid_digits(uids) -> np.ndarray | None:
 def uid_pairs(uids, where: str = "") -> np.ndarray:
     """uid strings (an iterable, or a pyarrow string column) -> (high, low) u8 pairs in the given
     order (vectorised; `where` names the source in the error for a malformed uid)."""
+    raw = None
     digits = _arrow_uid_digits(uids)
     if digits is None:
-        raw = np.asarray(list(uids.to_pylist() if hasattr(uids, "to_pylist") else uids), dtype="S32")
-        digits = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(len(raw), 32) if len(raw) else \
+        # a byte wider than a uid, so that a longer string (a trailing "\n" too) is not cut to one
+        raw = np.asarray(list(uids.to_pylist() if hasattr(uids, "to_pylist") else uids), dtype="S33")
+        digits = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(len(raw), 33)[:, :32] if len(raw) else \
             np.zeros((0, 32), np.uint8)
-        short = np.char.str_len(raw) != 32
+        wrong_length = np.char.str_len(raw) != 32
     else:
-        short = np.zeros(len(digits), bool)
+        wrong_length = np.zeros(len(digits), bool)
     value = np.where(digits >= ord("a"), digits - ord("a") + 10, digits - ord("0")).astype(np.uint64)
     bad = ((digits < ord("0")) | ((digits > ord("9")) & (digits < ord("a"))) | (digits > ord("f"))).any(1)
-    bad |= short
+    bad |= wrong_length
     if bad.any():
-        raise InputDataError(f"{where}: invalid uid {bytes(digits[np.argmax(bad)]).rstrip(bytes(1))!r} "
-                             "(expected 32 lowercase hex chars)")
+        first = int(np.argmax(bad))
+        shown = bytes(raw[first]) if raw is not None else bytes(digits[first])
+        raise InputDataError(f"{where}: invalid uid {shown!r} (expected 32 lowercase hex chars)")
     shifts = np.arange(60, -1, -4, dtype=np.uint64)
     out = np.empty(len(digits), dtype=UID_DTYPE)
     out["f0"] = (value[:, :16] << shifts).sum(1, dtype=np.uint64)

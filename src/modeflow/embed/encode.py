@@ -12,7 +12,7 @@ import contextlib
 import multiprocessing as mp
 import sys
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -21,13 +21,9 @@ from modeflow.common.atomic import save_npy, write_parquet
 from modeflow.common.errors import ModeflowError
 from modeflow.embed.encoders import TextEncoder
 from modeflow.wds.reader import iter_captions
+from modeflow.wds.shard_name import shard_of_tar
 
 CHUNK_BATCHES = 16  # encode once this many batches of captions are read (see embed_shards)
-
-
-def shard_of_tar(tar: str | Path) -> str:
-    """The embed table's `shard` of a tar: `.../00003.tar` (path or url) -> "00003"."""
-    return PurePosixPath(str(tar)).name.removesuffix(".tar")
 
 
 def read_shard(tar: str | Path) -> tuple[str, list[str], list[str], list[str]]:

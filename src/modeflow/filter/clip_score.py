@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from modeflow.common.errors import ConfigError, InputDataError
 from modeflow.wds.reader import IMAGE_EXTENSIONS, iter_samples
+from modeflow.wds.shard_name import shard_of_tar
 
 
 def _decode(data: bytes, where: str):
@@ -32,7 +33,7 @@ def _decode(data: bytes, where: str):
 def _chunk_samples(tars: Sequence[str]) -> Iterator[tuple[str, str, object, str]]:
     """(shard, key, PIL image, caption) for every sample of the chunk's tars, in tar order."""
     for tar in tars:
-        shard = str(tar).rsplit("/", 1)[-1].removesuffix(".tar")
+        shard = shard_of_tar(tar)
         for sample in iter_samples(str(tar), want=("txt",) + IMAGE_EXTENSIONS):
             key = sample["__key__"]
             where = f"{tar}: sample {key}"

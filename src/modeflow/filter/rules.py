@@ -10,9 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from modeflow.common.errors import InputDataError
-
-BASIC_RULES = ("language", "min_words", "min_chars", "min_image_side", "max_aspect_ratio")
+from modeflow.common.vectors import normalize_rows
 
 
 def basic_filter_masks(table: pa.Table, basic: dict) -> dict[str, np.ndarray]:
@@ -62,11 +60,7 @@ def dedup_near_mask(vectors: np.ndarray, order: np.ndarray, threshold: float,
     """
     import faiss
 
-    x = np.ascontiguousarray(vectors, dtype=np.float32).copy()
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if np.any(norms == 0) or not np.all(np.isfinite(norms)):
-        raise InputDataError("dedup_near: some caption embeddings are zero or not finite")
-    x /= norms
+    x = normalize_rows(np.ascontiguousarray(vectors, dtype=np.float32), source="dedup_near: caption embeddings")
     cut = float(threshold) - 1e-6  # float error must not split exact ties at the threshold
     index = faiss.IndexFlatIP(x.shape[1])
     keep = np.zeros(len(x), dtype=bool)

@@ -100,11 +100,6 @@ def subset_dependencies(subsets_cfg: dict, name: str) -> list[str]:
     return list(subsets_cfg[name].get("of") or ())
 
 
-def counts(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct uids (sorted) and how many times each is listed."""
-    return np.unique(pairs, return_counts=True)
-
-
 def combine(kind: str, operands: list[np.ndarray]) -> np.ndarray:
     """intersection / union / difference of sorted u8,u8 multisets (see the module docstring)."""
     if kind not in SET_KINDS:

@@ -38,6 +38,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from modeflow.common.atomic import atomic_path, write_json, write_parquet  # noqa: E402
+from modeflow.common.errors import InputDataError  # noqa: E402
 from modeflow.common.plots import png_figure  # noqa: E402
 from modeflow.wds.tarwrite import write_empty_tar, write_sorted_tar  # noqa: E402
 
@@ -81,20 +82,28 @@ def img2dataset_args(url_list, output_folder, *, shard_size: int, options: dict,
 
 
 def download_shards(pool_parquet, shard_names, *, shard_size: int, out_dir, staging_dir, options: dict,
-                    proxy: str | None = None, extra_cols=()) -> dict:
+                    proxy: str | None = None, extra_cols=(), store_dir=None) -> dict:
     """Make `{shard}.tar`, `{shard}.parquet` and `{shard}_stats.json` in out_dir for each shard.
 
     Shard s holds pool rows whose `row` is in [s * shard_size, (s + 1) * shard_size). `proxy`
     (an http://host:port url) carries every http url of this download. `staging_dir` must be
-    private to this call; it is removed once every shard is in out_dir. Returns summarize() of
+    private to this call; it is removed once every shard is in the store. Returns summarize() of
     the shards plus their names.
+
+    `store_dir` keeps the downloaded shards outside out_dir, which a workflow manager may delete
+    before rerunning the job: out_dir then gets hard links (or copies) of the store's files, and a
+    rerun downloads only what the store lacks. A stored shard made with other rows or
+    output-changing options stops the call (see _check_store) instead of being downloaded again.
     """
     shards = sorted((str(s) for s in shard_names), key=int)
     out_dir, staging = Path(out_dir), Path(staging_dir)
+    store = Path(store_dir) if store_dir is not None else out_dir
     columns = ["uid", *extra_cols, "caption", "url"]  # img2dataset's own order (reader.column_list)
     per_shard = _rows_by_shard(pool_parquet, shards, shard_size, columns)
     nonempty = [s for s in shards if per_shard[s].num_rows]
-    todo = [s for s in nonempty if not _finished(out_dir, s)]
+    if store != out_dir:
+        _check_store(store, shards, per_shard, _output_options(options, shard_size, extra_cols))
+    todo = [s for s in nonempty if not _finished(store, s)]
 
     if todo:
         kwargs = img2dataset_args(staging / "input", staging / "output", shard_size=shard_size,
@@ -110,12 +119,14 @@ def download_shards(pool_parquet, shard_names, *, shard_size: int, out_dir, stag
             _run_img2dataset(kwargs, proxy)
         for s in todo:
             _check_staged(output, local[s], s, per_shard[s].num_rows)
-            _move_shard(output, local[s], out_dir, s)
+            _move_shard(output, local[s], store, s)
         shutil.rmtree(staging)
 
     for s in shards:
-        if not per_shard[s].num_rows and not _finished(out_dir, s):
-            _write_empty_shard(out_dir, s, per_shard[s].schema)
+        if not per_shard[s].num_rows and not _finished(store, s):
+            _write_empty_shard(store, s, per_shard[s].schema)
+    if store != out_dir:
+        _link_shards(store, out_dir, shards)
     summary = summarize([out_dir / f"{s}_stats.json" for s in shards])
     if summary["count"] and not summary["successes"]:
         # Recorded, not lost, but almost always a setup problem (proxy, demo root, network).
@@ -138,6 +149,68 @@ def _rows_by_shard(pool_parquet, shards, shard_size, columns) -> dict[str, pa.Ta
 
 def _finished(out_dir: Path, shard: str) -> bool:
     return all((out_dir / f"{shard}{suffix}").exists() for suffix in SUFFIXES)
+
+
+# img2dataset settings that change how fast a download runs or how hard it tries, not the bytes of
+# an image it got: a change of these keeps the shards already downloaded
+_RUN_ONLY_ARGS = ("url_list", "output_folder", "processes_count", "thread_count", "retries", "timeout")
+STORE_RECORD = "download_settings.json"
+
+
+def _output_options(options: dict, shard_size: int, extra_cols) -> dict:
+    """The img2dataset arguments that decide a shard's bytes."""
+    args = img2dataset_args("", "", shard_size=shard_size, options=options, extra_cols=extra_cols)
+    return {k: v for k, v in sorted(args.items()) if k not in _RUN_ONLY_ARGS}
+
+
+def _rows_digest(rows: pa.Table) -> str:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+def _check_store(store: Path, shards, per_shard, settings: dict) -> None:
+    """Record what the store's shards are made from; refuse to mix in shards made otherwise.
+
+    A stored shard whose rows or output settings differ from this call's would have to be
+    downloaded again, losing every image that went offline since the first download: that is the
+    user's decision, so this stops with the two ways forward instead.
+    """
+    path = store / STORE_RECORD
+    digests = {s: _rows_digest(per_shard[s]) for s in shards}
+    record = json.loads(path.read_text()) if path.exists() else {"settings": settings, "shards": {}}
+    kept = [s for s in shards if _finished(store, s)]
+    changed = sorted(k for k in set(settings) | set(record["settings"])
+                     if settings.get(k) != record["settings"].get(k))
+    stale = [s for s in kept if changed or record["shards"].get(s) != digests[s]]
+    if stale:
+        what = (f"download settings {changed} (were {[record['settings'].get(k) for k in changed]}, "
+                f"now {[settings.get(k) for k in changed]})" if changed
+                else "rows (the pool table or download.shard_size changed)")
+        raise InputDataError(
+            f"{store}: shard(s) {stale[0]}..{stale[-1]} were downloaded with other {what}. Downloading "
+            "them again would lose every image that has gone offline since. To keep them, restore the "
+            f"previous settings; to download again, delete {store} and rerun."
+        )
+    record = {"settings": settings, "shards": {**record["shards"], **digests}}
+    write_json(path, record)
+
+
+def _link_shards(store: Path, out_dir: Path, shards) -> None:
+    """out_dir gets the store's shard files: hard links (no copy), or copies across filesystems."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for s in shards:
+        for suffix in SUFFIXES:
+            src, dst = store / f"{s}{suffix}", out_dir / f"{s}{suffix}"
+            if dst.exists():
+                continue
+            with atomic_path(dst, suffix=suffix) as tmp:
+                tmp.unlink()  # os.link makes the name itself
+                try:
+                    os.link(src, tmp)
+                except OSError:
+                    shutil.copyfile(src, tmp)
 
 
 def _prepare_staging(staging: Path, nonempty, per_shard, kwargs) -> None:

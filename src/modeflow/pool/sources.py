@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from modeflow.common.errors import ConfigError, InputDataError
 from modeflow.pool.table import read_table, table_format
 from modeflow.common.uids import UID_PATTERN, derive_uid
+from modeflow.wds.reader import IMAGE_EXTENSIONS
 
 # Columns img2dataset reserves for itself (its arguments_validator) plus the pool table's own:
 # an extra column with one of these names would be overwritten or refused at download time.
@@ -62,7 +63,18 @@ def read_image_folder(folder, captions_path, *, image_col="file", caption_col="c
     urls = pa.array([p.as_uri() for p in paths], pa.string())
     table = table.set_column(table.schema.get_field_index("url"), "url", urls)
     stats["image_folder"] = str(root)
+    uncaptioned = _images_not_listed(root, paths)
+    stats["images_without_caption"] = len(uncaptioned)
+    stats["images_without_caption_examples"] = uncaptioned[:5]
     return table, stats
+
+
+def _images_not_listed(root: Path, listed: list[Path]) -> list[str]:
+    """Image files under `root` that the captions file does not list (sorted, relative): they are
+    not in the pool, and the pool step says how many rather than leaving them out without a word."""
+    listed_set = {p.resolve() for p in listed}
+    found = (p for p in root.rglob("*") if p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(p.relative_to(root).as_posix() for p in found if p.resolve() not in listed_set)
 
 
 def _read_pool(path, fmt, url_col, caption_col, uid_col, extra_cols, duplicate_uids, *, url_role):

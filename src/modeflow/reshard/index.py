@@ -9,8 +9,6 @@ base. The index parquet holds each expert's rows in row groups of their own, so 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,13 +20,14 @@ from modeflow.common.subset_file import read_subset_file
 from modeflow.common.uids import uid_pairs
 from modeflow.reshard.membership import multiplicity, ooc_draw
 from modeflow.reshard.tables import MEMBER_COLUMNS, concat_ranges, read_columns
+from modeflow.wds.shard_name import shard_of_tar
 from modeflow.wds.tarindex import index_tar
 
 
 def _locate(shard_column: pa.ChunkedArray, key_column: pa.ChunkedArray, tar_paths, embed_path) -> dict:
     """Byte layout of every (shard, key) sample of the chunk in its tars (block offsets); tars as
     ids into the returned list "tars"."""
-    by_shard = {Path(p).name.removesuffix(".tar"): str(p) for p in tar_paths}
+    by_shard = {shard_of_tar(p): str(p) for p in tar_paths}
     shards = shard_column.combine_chunks().dictionary_encode()
     shard_names, shard_ids = shards.dictionary.to_pylist(), shards.indices.to_numpy()
     unknown = sorted(set(shard_names) - set(by_shard))

@@ -1,28 +1,29 @@
-"""Config validation: fill defaults from the JSON schema, and reject typos and bad types by key name.
+"""The config schema: its defaults filled into a config, and what it rejects named by key.
 
-Used by the Snakefile at start-up (workflow/rules/common.smk) and usable on its own:
-`python -m modeflow.cli check-config config/config.yaml`.
+The schema is package data (config.schema.yaml beside this module), its one copy: an installed
+package, editable or not, validates exactly what the workflow does.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
 
 from modeflow.common.errors import ConfigError
 
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_FILE = "config.schema.yaml"
 
 
 def load_schema(path: str | Path | None = None) -> dict:
-    path = Path(path) if path else DEFAULT_SCHEMA
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    """The schema at `path`, or the package's own."""
+    if path:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return yaml.safe_load(resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
 def _fill_defaults(instance: dict, schema: dict) -> None:
@@ -67,11 +68,11 @@ def validate_config(config: dict, schema: dict | str | Path | None = None) -> di
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_explain(e) for e in errors))
-    _check_consistency(filled)
+    _check_required_together(filled)
     return filled
 
 
-def _check_consistency(cfg: dict) -> None:
+def _check_required_together(cfg: dict) -> None:
     """Rules a JSON schema cannot say: keys that become required depending on another key."""
     pool = cfg["pool"]
     source = pool["source"]
@@ -91,48 +92,3 @@ def _check_consistency(cfg: dict) -> None:
             "config key 'embed.model' must name an open_clip architecture (e.g. ViT-B-32) "
             "when embed.encoder is 'open_clip'"
         )
-
-
-def load_config(path: str | Path, schema: dict | str | Path | None = None) -> dict:
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
-    try:
-        return validate_config(raw, schema)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def schema_markdown(schema: dict | str | Path | None = None) -> str:
-    """config/README.md, rendered from the schema so the docs cannot drift from what is validated."""
-    if not isinstance(schema, dict):
-        schema = load_schema(schema)
-    lines = [
-        "# Configuration keys",
-        "",
-        "Generated from `workflow/schemas/config.schema.yaml` by `modeflow config-docs`; a test keeps",
-        "it in sync. Pass your own file with `snakemake --configfile my.yaml`; keys you leave out take",
-        "the defaults below. Unknown keys and wrong types stop the run with the key's name.",
-        "",
-        "| key | type | default | description |",
-        "|---|---|---|---|",
-    ]
-
-    def walk(node: dict, prefix: str) -> None:
-        for key, sub in node.get("properties", {}).items():
-            name = f"{prefix}{key}"
-            kind = sub.get("type", "")
-            kind = " or ".join(kind) if isinstance(kind, list) else kind
-            if "enum" in sub:
-                kind = " \\| ".join(f"`{v}`" for v in sub["enum"])
-            if sub.get("type") == "object":
-                if sub.get("description"):
-                    lines.append(f"| `{name}` | section | | {' '.join(sub['description'].split())} |")
-                walk(sub, f"{name}.")
-                continue
-            default = sub.get("default", "")
-            default = f"`{default}`" if default != "" else ""
-            desc = " ".join(sub.get("description", "").split()).replace("|", "\\|")
-            lines.append(f"| `{name}` | {kind} | {default} | {desc} |")
-
-    walk(schema, "")
-    return "\n".join(lines) + "\n"

@@ -1,0 +1,129 @@
+"""The workflow's settings: a config validated, checked and resolved, once, into everything the
+rules use: the shard plan, experts, models, subsets, evaluation tasks, training recipe and the
+paths of the outputs the workflow builds.
+
+The Snakefile (workflow/rules/common.smk) and `modeflow check-config` both call `resolve`, so a
+config passes both or neither, and every check runs before any job does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from modeflow.cluster.model import MODEL_FILES, check_cluster_config
+from modeflow.common.errors import ConfigError
+from modeflow.common.names import DENSE_MODEL, SEED_MODEL, expert_model, expert_name
+from modeflow.config.canonical import canonical
+from modeflow.config.inputs import check_inputs
+from modeflow.config.references import check_references, seed_subset
+from modeflow.config.schema import validate_config
+from modeflow.pool.plan import ShardPlan, plan_shards
+from modeflow.train.recipe import resolve_train_config
+
+# `train` keys about where a training job runs and on which data; the section's other keys are the
+# recipe (null: the preset's value)
+_TRAIN_RUN_KEYS = ("gpus", "nodes", "mem_mb", "runtime", "seed_subset")
+# the demo pool's held-out tasks besides one per domain (written by modeflow.demo)
+_DEMO_EXTRA_TASKS = ("mixed", "retrieval")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A resolved config. The config's mappings and the recipe have their keys sorted (see
+    modeflow.config.canonical); the subsets and the tasks keep the config's order, which the
+    reports follow."""
+
+    config: dict  # the validated config, every default filled in
+    plan: ShardPlan
+    subsets: dict[str, dict]  # filter.subsets: name -> spec
+    filter_use: str  # the subset the experts and the dense baseline train on
+    seed_subset: str  # the subset the seed model trains on
+    experts: list[str]  # "00", "01", ...: one per coarse cluster
+    models: list[str]  # seed, expert_00, ..., and dense when it is trained
+    train: dict  # the training recipe (modeflow.train.recipe.resolve_train_config)
+    tasks: dict[str, str]  # evaluation task name -> its directory
+    task_inputs: list[str]  # what an evaluation depends on: the demo pool, or the task directories
+
+    @property
+    def source(self) -> str:
+        return self.config["pool"]["source"]
+
+    @property
+    def chunks(self) -> list[str]:
+        return list(self.plan.chunks)
+
+    def result(self, path: str) -> str:
+        """A path under the results directory."""
+        return os.path.join(self.config["results_dir"], path)
+
+    @property
+    def cluster_model(self) -> dict[str, str]:
+        """The cluster model's files (modeflow.cluster.model.MODEL_FILES), by key."""
+        return {key: self.result(f"cluster/{name}") for key, name in MODEL_FILES.items()}
+
+    @property
+    def final_targets(self) -> list[str]:
+        """The outputs the workflow's `all` asks for: each stage's last products and reports."""
+        R, demo = self.result, self.source == "demo"
+        targets = [R(f"embed/{chunk}.npy") for chunk in self.chunks]
+        if self.source != "shards":
+            targets.append(R("download/summary.json"))
+        targets.append(R("cluster/summary.json"))
+        if demo:
+            targets.append(R("cluster/demo_scores.json"))
+        targets += [R(f"filter/subsets/{self.filter_use}.npy"), R("filter/summary.json"), R("filter/funnel.png")]
+        if demo:
+            targets += [R("filter/demo_scores.json"), R("filter/demo_scores.png")]
+        targets += [R(f"experts/{expert}") for expert in self.experts] + [R("reshard/summary.json")]
+        targets += [R(f"models/{model}.pt") for model in self.models]
+        targets += [R(f"eval/{model}") for model in self.models]
+        targets += [R("ensemble/summary.csv"), R("ensemble/summary.html"), R("train/curves.png")]
+        if demo:
+            targets.append(R("ensemble/demo_checks.json"))
+        return targets
+
+
+def resolve(config: dict, *, schema: dict | str | Path | None = None, check_files: bool = True) -> Settings:
+    """Validate `config` and derive the workflow's settings from it; raise a ModeflowError naming the
+    key (and the file) at fault.
+
+    check_files: also read the files the config names (the pool table's header, each evaluation
+    task's description files). The process that starts a run does; the jobs, which parse the
+    workflow again, and runs whose files live in remote storage do not.
+    """
+    valid = validate_config(config, schema)
+    check_references(valid)
+    cfg = canonical(valid)
+    cfg["filter"]["subsets"] = {name: cfg["filter"]["subsets"][name] for name in valid["filter"]["subsets"]}
+    plan = plan_shards(cfg)
+    check_cluster_config(cfg["cluster"], plan.num_rows)  # on the planned rows; the fit re-checks what downloaded
+    recipe = {key: value for key, value in cfg["train"].items() if key not in _TRAIN_RUN_KEYS and value is not None}
+    train = canonical(resolve_train_config(recipe | {"seed": cfg["seed"]}))
+    tasks, task_inputs = _eval_tasks(cfg)
+    if check_files:
+        check_inputs(cfg, tasks)
+    num_experts = cfg["cluster"]["num_experts"]
+    models = ([SEED_MODEL] + [expert_model(i) for i in range(num_experts)]
+              + ([DENSE_MODEL] if train["dense"] else []))
+    return Settings(config=cfg, plan=plan, subsets=cfg["filter"]["subsets"], filter_use=cfg["filter"]["use"],
+                    seed_subset=seed_subset(cfg), experts=[expert_name(i) for i in range(num_experts)],
+                    models=models, train=train, tasks=tasks, task_inputs=task_inputs)
+
+
+def _eval_tasks(cfg: dict) -> tuple[dict[str, str], list[str]]:
+    """{task name: directory} (a task is named after its directory) and the evaluations' inputs."""
+    results = cfg["results_dir"]
+    if cfg["evaluate"]["tasks"] == "demo":
+        names = list(cfg["pool"]["demo"]["domains"]) + list(_DEMO_EXTRA_TASKS)
+        return {name: os.path.join(results, f"demo/tasks/{name}") for name in names}, [os.path.join(results, "demo")]
+    tasks: dict[str, str] = {}
+    for path in map(str, cfg["evaluate"]["tasks"]):
+        name = os.path.basename(path.rstrip("/"))
+        if name in tasks:
+            raise ConfigError(f"evaluate.tasks: {tasks[name]!r} and {path!r} would both be task {name!r} "
+                              "(a task is named after its directory)")
+        tasks[name] = path
+    return tasks, list(tasks.values())
+

@@ -1,0 +1,65 @@
+"""The files a config names, checked before any job runs: cheap reads only (a table's header, a
+task directory's description files), so a wrong column name or an incomplete evaluation task stops
+the run at start-up instead of hours in, when its stage is reached."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import fsspec
+import pyarrow as pa
+
+from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.evaluate.tasks import load_task
+from modeflow.pool.table import parse_options, table_format
+
+
+def check_inputs(cfg: dict, tasks: Mapping[str, str]) -> None:
+    """The pool file has the columns the config names; every evaluation task directory is complete."""
+    pool = cfg["pool"]
+    if pool["source"] == "url_list":
+        spec = pool["url_list"]
+        _check_columns(spec["path"], spec["format"], "pool.url_list",
+                       {"url_col": spec["url_col"], "caption_col": spec["caption_col"]}, spec["extra_cols"])
+    elif pool["source"] == "image_folder":
+        spec = pool["image_folder"]
+        _check_columns(spec["captions"], "auto", "pool.image_folder",
+                       {"image_col": spec["image_col"], "caption_col": spec["caption_col"]}, [])
+    if cfg["evaluate"]["tasks"] != "demo":  # the demo's tasks are written by the workflow itself
+        for path in tasks.values():
+            try:
+                load_task(path)
+            except InputDataError as exc:
+                raise ConfigError(f"evaluate.tasks: {exc}") from None
+
+
+def _check_columns(path: str, fmt: str, section: str, named: dict[str, str], extra_cols: list[str]) -> None:
+    columns = table_columns(path, fmt)
+    for key, column in named.items():
+        if column not in columns:
+            raise ConfigError(f"{section}.{key}: {path} has no column {column!r}; its columns are {columns}")
+    missing = [c for c in extra_cols if c not in columns]
+    if missing:
+        raise ConfigError(f"{section}.extra_cols: {path} has no column(s) {missing}; its columns are {columns}")
+
+
+def table_columns(path: str, fmt: str = "auto") -> list[str]:
+    """A table's column names from its header alone: a parquet footer's schema, a text table's
+    first row (parsed as the pool step parses the file)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    fmt = table_format(path, fmt)
+    try:
+        with fsspec.open(path, "rb") as fh:
+            if fmt == "parquet":
+                return list(pq.read_schema(fh).names)
+            # values stay unchecked bytes: bad UTF-8 in a caption is the pool step's to report, by row
+            reader = pacsv.open_csv(fh, parse_options=parse_options(fmt),
+                                    read_options=pacsv.ReadOptions(block_size=1 << 16),
+                                    convert_options=pacsv.ConvertOptions(check_utf8=False))
+            return list(reader.schema.names)
+    except FileNotFoundError:
+        raise InputDataError(f"pool file not found: {path}") from None
+    except pa.ArrowInvalid as exc:
+        raise InputDataError(f"{path}: cannot read as {fmt}: {exc}") from None
