@@ -143,7 +143,7 @@ def test_single_embedding_target_runs_only_what_it_needs(tmp_path):
 # Where the fault-injection test kills the run: once the stage's first file exists, after a seeded
 # random delay, so the kill lands somewhere inside the stage rather than at its edge.
 KILL_POINTS = (
-    ("download", "shards/*/*.tar"),
+    ("download", "download/staging/*/input/*.parquet"),
     ("reshard", "reshard/index/*.parquet"),
     ("training", "train/runs/expert_*/out.log"),
     ("evaluation", "eval_work/*/results.jsonl"),
