@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import fsspec
-import pyarrow as pa
 
 from modeflow.common.errors import ConfigError, InputDataError
 from modeflow.evaluate.tasks import load_task
-from modeflow.pool.table import parse_options, table_format
+from modeflow.pool.table import column_names
 
 
 def check_inputs(cfg: dict, tasks: Mapping[str, str]) -> None:
@@ -34,7 +32,7 @@ def check_inputs(cfg: dict, tasks: Mapping[str, str]) -> None:
 
 
 def _check_columns(path: str, fmt: str, section: str, named: dict[str, str], extra_cols: list[str]) -> None:
-    columns = table_columns(path, fmt)
+    columns = column_names(path, fmt)
     for key, column in named.items():
         if column not in columns:
             raise ConfigError(f"{section}.{key}: {path} has no column {column!r}; its columns are {columns}")
@@ -43,23 +41,3 @@ def _check_columns(path: str, fmt: str, section: str, named: dict[str, str], ext
         raise ConfigError(f"{section}.extra_cols: {path} has no column(s) {missing}; its columns are {columns}")
 
 
-def table_columns(path: str, fmt: str = "auto") -> list[str]:
-    """A table's column names from its header alone: a parquet footer's schema, a text table's
-    first row (parsed as the pool step parses the file)."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    fmt = table_format(path, fmt)
-    try:
-        with fsspec.open(path, "rb") as fh:
-            if fmt == "parquet":
-                return list(pq.read_schema(fh).names)
-            # values stay unchecked bytes: bad UTF-8 in a caption is the pool step's to report, by row
-            reader = pacsv.open_csv(fh, parse_options=parse_options(fmt),
-                                    read_options=pacsv.ReadOptions(block_size=1 << 16),
-                                    convert_options=pacsv.ConvertOptions(check_utf8=False))
-            return list(reader.schema.names)
-    except FileNotFoundError:
-        raise InputDataError(f"pool file not found: {path}") from None
-    except pa.ArrowInvalid as exc:
-        raise InputDataError(f"{path}: cannot read as {fmt}: {exc}") from None

@@ -78,9 +78,10 @@ def _count_rows_cached(path: str, fmt: str) -> int:
     with _open(path, fmt) as fh:
         if fmt == "parquet":
             return pq.ParquetFile(fh).metadata.num_rows
-        first = _first_column(path, fh, fmt)
-        if first is None:
+        names = column_names(path, fmt)
+        if not names:
             return 0
+        first = names[0]
         reader = pacsv.open_csv(
             fh,
             parse_options=parse_options(fmt),
@@ -90,19 +91,24 @@ def _count_rows_cached(path: str, fmt: str) -> int:
         return sum(batch.num_rows for batch in reader)
 
 
-def _first_column(path: str, fh, fmt: str) -> str | None:
-    """The header's first column name (the stream is rewound); None for an empty file."""
+def column_names(path: str, fmt: str = "auto") -> list[str]:
+    """A table's column names from its header alone: a parquet footer's schema, a text table's
+    first row (parsed as `read_table` parses the file); [] for an empty text file."""
     import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
 
-    head = fh.read(1 << 16)
-    fh.seek(0)
-    if not head.strip():
-        return None
-    reader = pacsv.open_csv(fh, parse_options=parse_options(fmt),
-                            read_options=pacsv.ReadOptions(block_size=1 << 16))
-    names = reader.schema.names
-    fh.seek(0)
-    return names[0]
+    fmt = table_format(path, fmt)
+    with _open(path, fmt) as fh:
+        if fmt == "parquet":
+            return list(pq.read_schema(fh).names)
+        if not fh.read(1 << 16).strip():
+            return []
+        fh.seek(0)
+        # values stay unchecked bytes: bad UTF-8 in a caption is the pool step's to report, by row
+        reader = pacsv.open_csv(fh, parse_options=parse_options(fmt),
+                                read_options=pacsv.ReadOptions(block_size=1 << 16),
+                                convert_options=pacsv.ConvertOptions(check_utf8=False))
+        return list(reader.schema.names)
 
 
 @contextmanager
