@@ -167,8 +167,18 @@ def _run_until_killed(workdir: Path, config: Path, marker: str, delay: float) ->
     return True
 
 
+WALL_CLOCK_KEYS = ("time", "batch_time")  # seconds measured on a shared machine, not outputs
+
+
 def _curves_and_summary(results: Path) -> dict[str, object]:
-    out = {f"models/{p.name}": json.loads(p.read_text())["curve"] for p in sorted((results / "models").glob("*.json"))}
+    """Each model's loss/lr curve (wall-clock fields dropped) and the ensemble summary."""
+    out: dict[str, object] = {
+        f"models/{p.name}": [
+            {k: v for k, v in point.items() if k not in WALL_CLOCK_KEYS}
+            for point in json.loads(p.read_text())["curve"]
+        ]
+        for p in sorted((results / "models").glob("*.json"))
+    }
     out["summary.md"] = (results / "ensemble" / "summary.md").read_text()
     return out
 
