@@ -77,3 +77,13 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None, che
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One uninterrupted run of the whole tiny pipeline, shared by every test that reads finished
+    results (treat it as read-only): (workdir, configfile)."""
+    workdir = tmp_path_factory.mktemp("full")
+    config = write_config(workdir / "tiny.yaml")
+    run_snakemake(workdir, "all", configfile=config)
+    return workdir, config

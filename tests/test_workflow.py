@@ -60,15 +60,6 @@ def job_stats(output: str) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """One uninterrupted run of the whole tiny pipeline, shared by the tests below."""
-    workdir = tmp_path_factory.mktemp("full")
-    config = write_config(workdir / "tiny.yaml")
-    run_snakemake(workdir, "all", configfile=config)
-    return workdir, config
-
-
 def test_dry_run_plans_every_stage(tmp_path):
     config = write_config(tmp_path / "tiny.yaml")
     proc = run_snakemake(tmp_path, "-n", "all", configfile=config)
