@@ -11,6 +11,7 @@ import importlib.metadata
 import inspect
 import io
 import json
+import logging
 import math
 import shutil
 import subprocess
@@ -302,7 +303,7 @@ def test_parse_log_keeps_the_rerun_of_a_killed_epoch(tmp_path):
 
 # --- real training runs ---------------------------------------------------------------------
 
-def test_seed_trains_S_epochs_and_expert_resumes_from_it(seed_run, shards, tmp_path):
+def test_seed_trains_S_epochs_and_expert_resumes_from_it(seed_run, shards, tmp_path, caplog):
     meta = seed_run["meta"]
     assert train_lines(seed_run["run_dir"] / "out.log")[0] == 0
     assert sorted(set(train_lines(seed_run["run_dir"] / "out.log"))) == [0, 1]
@@ -312,10 +313,14 @@ def test_seed_trains_S_epochs_and_expert_resumes_from_it(seed_run, shards, tmp_p
     assert "optimizer" in torch.load(seed_run["checkpoint"], weights_only=False)  # experts resume
 
     cfg = seed_run["cfg"]
-    emeta = run_training("expert_01", cfg, train_tars=shards[1:], init_checkpoint=seed_run["checkpoint"],
-                         run_dir=tmp_path / "runs" / "expert_01", out_checkpoint=tmp_path / "e1.pt",
-                         out_meta=tmp_path / "e1.json", num_experts=2, samples_per_epoch=64,
-                         sink=io.StringIO())
+    with caplog.at_level(logging.INFO, logger="modeflow"):
+        emeta = run_training("expert_01", cfg, train_tars=shards[1:], init_checkpoint=seed_run["checkpoint"],
+                             run_dir=tmp_path / "runs" / "expert_01", out_checkpoint=tmp_path / "e1.pt",
+                             out_meta=tmp_path / "e1.json", num_experts=2, samples_per_epoch=64,
+                             sink=io.StringIO())
+    # open_clip_train's own "No pretrained weights loaded" line is not the whole story: ours names
+    # the checkpoint the expert starts from
+    assert f"expert_01: starting from {Path(seed_run['checkpoint']).resolve()} (epoch 2)" in caplog.text
     curve = emeta["curve"]
     assert curve[0]["epoch"] == 2 and curve[0]["step"] == 4  # continues the seed's step count
     assert (emeta["resume_epoch"], emeta["epochs_trained"]) == (2, 1)
@@ -442,7 +447,7 @@ def test_a_run_dir_from_other_inputs_is_moved_aside_not_resumed(seed_run, shards
                  out_checkpoint=tmp_path / "seed.pt", out_meta=tmp_path / "seed.json", num_experts=2,
                  samples_per_epoch=64, sink=io.StringIO())
     load_clip("modeflow-tiny-resnet", tmp_path / "seed.pt")  # trained anew for the new model
-    aside = tmp_path / "runs" / "seed.superseded-other-model" / "checkpoints" / "epoch_2.pt"
+    [aside] = (tmp_path / "runs" / "superseded").glob("seed.*.other-model/checkpoints/epoch_2.pt")
     assert aside.read_bytes() == (seed_run["run_dir"] / "checkpoints" / "epoch_2.pt").read_bytes()
     # the same recipe again resumes (its fingerprint matches): nothing is retrained
     sink = io.StringIO()

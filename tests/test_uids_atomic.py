@@ -1,5 +1,8 @@
 """uid helpers (DataComp subset format) and atomic outputs."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -98,3 +101,21 @@ def test_atomic_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_killed_writes_temp_is_removed_when_the_target_is_written_again(tmp_path):
+    """A reshard killed inside atomic_dir left `.tmp-<name>.xxxxxxxx/` forever (issue 12)."""
+    import tempfile
+
+    target = tmp_path / "00"
+    stale_dir = Path(tempfile.mkdtemp(prefix=".tmp-00.", dir=tmp_path))  # what a SIGKILL leaves
+    (stale_dir / "half.tar").write_bytes(b"x")
+    fd, stale_file = tempfile.mkstemp(prefix=".tmp-summary.json.", dir=tmp_path)
+    os.close(fd)
+    sibling = Path(tempfile.mkdtemp(prefix=".tmp-00.json.", dir=tmp_path))  # another target's temp
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("a")
+    write_json(tmp_path / "summary.json", {"a": 1})
+    assert not stale_dir.exists() and not Path(stale_file).exists()
+    assert sibling.exists()  # `00.json` is another output: its writer, not `00`'s, owns that temp
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["00", "summary.json", sibling.name])

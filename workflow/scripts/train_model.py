@@ -1,8 +1,10 @@
 """Snakemake adapter: train one model (seed, an expert, or the dense baseline) with open_clip_train
 through modeflow.train.run.run_training; a rerun resumes from the run directory's checkpoints."""
+import json
 from pathlib import Path
 
 from modeflow.common.joblog import job_log
+from modeflow.train.data_size import smaller_than_batch
 from modeflow.train.run import run_training
 from modeflow.train.runs import run_samples_per_epoch
 
@@ -14,6 +16,10 @@ with job_log(snakemake.log[0]) as log:
     per_epoch = run_samples_per_epoch(model, params.train, data_dir=data,
                                       seed_meta=snakemake.input.get("init_meta"))
     log.info("training %s on %d shard(s) of %s, %d samples per epoch", model, len(tars), data, per_epoch)
+    samples = json.loads((data / "meta.json").read_text())["output_samples"]
+    small = smaller_than_batch(model, samples, params.train["batch_size"])
+    if small:
+        log.warning(small)  # also listed in the run-health report item
     meta = run_training(
         model,
         params.train,
@@ -27,6 +33,8 @@ with job_log(snakemake.log[0]) as log:
         gpus=params.gpus,
         nodes=params.nodes,
         threads=snakemake.threads,
+        # read from the config, not a rule param: a housekeeping setting must not rerun training
+        keep_superseded=snakemake.config["train"]["keep_superseded_runs"],
     )
     log.info("%s: %d samples seen, %.3g FLOPs, final loss %s, %.1f s", model, meta["samples_seen"],
              meta["flops"], meta["final_loss"], meta["wall_seconds"])

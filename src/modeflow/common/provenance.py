@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -32,25 +33,44 @@ def fingerprint(inputs) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def retire_work_dir(work_dir: str | os.PathLike, tag: str, *, keep_old: bool, why: str) -> None:
-    """Move `work_dir` aside to `<work_dir>.superseded-<tag>` (keep_old) or delete it."""
+SUPERSEDED_DIR = "superseded"
+
+
+def _retired_copies(place: Path, name: str) -> list[Path]:
+    """`name`'s retired copies in `place`, oldest first."""
+    pattern = re.compile(rf"{re.escape(name)}\.(\d+)\.[^.]+")
+    found = [(int(m[1]), p) for p in place.iterdir() if (m := pattern.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def retire_work_dir(work_dir: str | os.PathLike, tag: str, *, keep: int, why: str) -> Path | None:
+    """Retire `work_dir`: move it to `<parent>/superseded/<name>.<number>.<tag>` (numbered in
+    order of retirement) and keep the newest `keep` retired copies of that name there (checkpoints
+    worth days), or delete it when keep is 0 (cheap derived files). Returns where it went, or None
+    when deleted."""
     work_dir = Path(work_dir)
-    if keep_old:
-        moved = work_dir.with_name(f"{work_dir.name}.superseded-{tag}")
-        if moved.exists():
-            shutil.rmtree(moved)
-        work_dir.rename(moved)
-        log.warning("%s %s; moved aside to %s", work_dir, why, moved)
-    else:
+    if keep <= 0:
         shutil.rmtree(work_dir)
         log.info("%s %s; cleared", work_dir, why)
+        return None
+    place = work_dir.parent / SUPERSEDED_DIR
+    place.mkdir(exist_ok=True)
+    retired = _retired_copies(place, work_dir.name)
+    number = int(retired[-1].name.split(".")[-2]) + 1 if retired else 1
+    moved = place / f"{work_dir.name}.{number:03d}.{tag}"
+    work_dir.rename(moved)
+    log.warning("%s %s; moved aside to %s", work_dir, why, moved)
+    for old in _retired_copies(place, work_dir.name)[:-keep]:
+        shutil.rmtree(old)
+        log.info("removed %s: only the newest %d superseded copies are kept", old, keep)
+    return moved
 
 
-def claim_work_dir(work_dir: str | os.PathLike, inputs, *, keep_old: bool) -> bool:
-    """Make `work_dir` belong to `inputs`. If it was made from other inputs it is moved aside to
-    `<work_dir>.superseded-<old fingerprint>` (keep_old: e.g. checkpoints worth days) or deleted
-    (cheap derived files); returns whether an old directory was retired. A directory without a
-    fingerprint (made by hand, or by a version before fingerprints) is adopted as it is."""
+def claim_work_dir(work_dir: str | os.PathLike, inputs, *, keep: int) -> bool:
+    """Make `work_dir` belong to `inputs`. If it was made from other inputs it is retired first
+    (retire_work_dir: kept up to `keep` copies, or deleted); returns whether an old directory was
+    retired. A directory without a fingerprint (made by hand, or by a version before
+    fingerprints) is adopted as it is."""
     work_dir = Path(work_dir)
     new = fingerprint(inputs)
     marker = work_dir / FINGERPRINT_FILE
@@ -59,7 +79,7 @@ def claim_work_dir(work_dir: str | os.PathLike, inputs, *, keep_old: bool) -> bo
         old = json.loads(marker.read_text())["fingerprint"]
         if old == new:
             return False
-        retire_work_dir(work_dir, old[:12], keep_old=keep_old, why="was made from other inputs")
+        retire_work_dir(work_dir, old[:12], keep=keep, why="was made from other inputs")
         retired = True
     work_dir.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"fingerprint": new, "inputs": inputs})

@@ -44,4 +44,4 @@ def task_done(out_dir: Path, kind: str, name: str, done_keys: set[str]) -> bool:
 def reset_if_stale(work_dir: str | Path, model_name: str, checkpoint: str | Path) -> bool:
     """Clear an evaluation work directory left by another checkpoint (its results.jsonl would make
     evaluate_model skip tasks); True if something was cleared."""
-    return claim_work_dir(work_dir, {"model": model_name, "checkpoint": file_stamp(checkpoint)}, keep_old=False)
+    return claim_work_dir(work_dir, {"model": model_name, "checkpoint": file_stamp(checkpoint)}, keep=0)

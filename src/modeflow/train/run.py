@@ -3,6 +3,7 @@ modeflow.train.entry, and publish its final checkpoint and meta."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -17,7 +18,11 @@ from modeflow.train.argv import build_argv, entry_options, schedule_argv
 from modeflow.train.checkpoints import CheckpointMismatchError, check_fits, checkpoint_epoch, latest_good_checkpoint
 from modeflow.train.curves import parse_log
 from modeflow.train.launch import launcher_argv, stream_command
+from modeflow.common.names import CONTROL_ARMS
 from modeflow.train.runs import plan_runs
+
+
+log = logging.getLogger("modeflow")
 
 
 class TrainingFailedError(ModeflowError):
@@ -32,20 +37,34 @@ def _fits(model_name: str, checkpoint: Path) -> bool:
     return True
 
 
+def _start_point(done: Path | None, init_checkpoint, run, *, final_epoch: int) -> str:
+    if done is not None:
+        epoch = checkpoint_epoch(done)
+        if epoch >= final_epoch:
+            return f"already trained to epoch {epoch} ({done}); publishing it"
+        return f"resuming its own run from {done} (epoch {epoch} of {final_epoch})"
+    if init_checkpoint is not None:
+        return f"starting from {Path(init_checkpoint).resolve()} (epoch {run.resume_epoch}), training to epoch {final_epoch}"
+    return f"starting from random initialisation, training to epoch {final_epoch}"
+
+
 def run_training(name: str, cfg: Mapping, *, train_tars: Sequence[str | Path] | str,
                  init_checkpoint: str | Path | None, run_dir: str | Path,
                  out_checkpoint: str | Path, out_meta: str | Path, num_experts: int,
                  samples_per_epoch: int, gpus: int = 0, nodes: int = 1, threads: int | None = None,
-                 env: Mapping[str, str] | None = None, sink=None) -> dict:
-    """Train run `name` ("seed", "expert_03", "dense") and publish its final checkpoint + meta.
+                 keep_superseded: int = 2, env: Mapping[str, str] | None = None, sink=None) -> dict:
+    """Train run `name` ("seed", "expert_03", "dense", "dense_1x", "random_03") and publish its final checkpoint + meta.
 
     Rerunning after a kill resumes from the newest good checkpoint in run_dir/checkpoints.
     `samples_per_epoch` is the same for every run (see run_samples_per_epoch()). `threads`: the CPU
     cores the job holds (the rule's threads), shared by compute and data workers on CPU.
+    `keep_superseded`: run directories of other inputs kept in run_dir's superseded/ (0: deleted).
     """
     sink = sink or sys.stdout
     env = dict(os.environ if env is None else env)
-    runs = plan_runs(cfg, num_experts=num_experts, samples_per_epoch=samples_per_epoch)
+    # every run a config may ask for, the control arms' included (the workflow picks which to train)
+    runs = plan_runs(cfg, num_experts=num_experts, samples_per_epoch=samples_per_epoch,
+                     control_arms=CONTROL_ARMS)
     if name not in runs:
         raise ConfigError(f"train: unknown run {name!r}; planned runs: {sorted(runs)}")
     run = runs[name]
@@ -57,13 +76,14 @@ def run_training(name: str, cfg: Mapping, *, train_tars: Sequence[str | Path] | 
     # a run dir made from other inputs (another recipe, a retrained seed) is moved aside, not resumed
     fingerprint_inputs = {"run": run.to_dict(), "train": dict(cfg), "train_data": train_data,
                           "init": file_stamp(init_checkpoint), "gpus": gpus, "nodes": nodes}
-    claim_work_dir(run_dir, fingerprint_inputs, keep_old=True)
+    claim_work_dir(run_dir, fingerprint_inputs, keep=keep_superseded)
     resume: str | None
     done = latest_good_checkpoint(run_dir / "checkpoints")
     if done is not None and not _fits(run.model, done):
         # e.g. a run dir from before fingerprints, adopted, but of another architecture
-        retire_work_dir(run_dir, "other-model", keep_old=True, why=f"holds checkpoints that do not fit {run.model}")
-        claim_work_dir(run_dir, fingerprint_inputs, keep_old=True)
+        retire_work_dir(run_dir, "other-model", keep=keep_superseded,
+                        why=f"holds checkpoints that do not fit {run.model}")
+        claim_work_dir(run_dir, fingerprint_inputs, keep=keep_superseded)
         done = None
     if done is not None:
         resume = "latest"  # open_clip_train's own mechanism; corrupt files were moved aside
@@ -78,6 +98,9 @@ def run_training(name: str, cfg: Mapping, *, train_tars: Sequence[str | Path] | 
             resume = str(Path(init_checkpoint).resolve())
         # open_clip_train refuses to start when out.log exists without --resume latest
         (run_dir / "out.log").unlink(missing_ok=True)
+    # open_clip_train itself logs "No pretrained weights loaded ... initialized randomly" before
+    # it loads the --resume checkpoint; this line says what the run really starts from
+    log.info("%s: %s", name, _start_point(done, init_checkpoint, run, final_epoch=run.stop_epoch))
 
     world = max(1, gpus) * nodes
     precision = cfg["precision"] if cfg["precision"] != "auto" else ("amp" if gpus else "fp32")
