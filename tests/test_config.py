@@ -151,7 +151,8 @@ def test_check_config_accepts_the_demo(capsys):
 def test_demo_resolves_to_its_experts_models_and_targets():
     s = resolve(demo_config())
     assert s.experts == ["00", "01", "02", "03"]
-    assert s.models == ["seed", "expert_00", "expert_01", "expert_02", "expert_03", "dense"]
+    assert s.models == ["seed", "expert_00", "expert_01", "expert_02", "expert_03", "dense",
+                        "random_00", "random_01", "random_02", "random_03", "dense_1x"]  # + the control arms
     assert list(s.subsets) == ["no_filter", "basic_filter", "dedup", "basic_dedup", "clip_score", "basic_dedup_clip"]
     assert (s.filter_use, s.seed_subset) == ("basic_dedup_clip", "basic_dedup")
     assert s.train["model"] == "modeflow-tiny-resnet" and s.train["seed"] == 0
@@ -161,12 +162,13 @@ def test_demo_resolves_to_its_experts_models_and_targets():
     targets = s.final_targets
     assert targets[:3] == ["results/embed/00000.npy", "results/embed/00001.npy", "results/download/summary.json"]
     assert "results/experts/03" in targets and "results/eval/dense" in targets
-    assert targets[-1] == "results/ensemble/demo_checks.json"
+    assert targets[-2:] == ["results/ensemble/demo_checks.json", "results/report/health.json"]
 
 
 def test_dense_off_drops_the_dense_model():
     cfg = demo_config()
     cfg["train"]["dense"] = False
+    cfg["train"]["control_arms"] = []
     assert resolve(cfg).models[-1] == "expert_03"
 
 
@@ -410,3 +412,49 @@ def test_snakemake_start_runs_the_same_checks(tmp_path):
     proc = run_snakemake(tmp_path, "-n", configfile=config, check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "filter.use: 'nope' is not a subset" in output, output[-2000:]
+
+
+def test_preset_values_reach_the_recipe_unless_the_user_set_them():
+    """The schema's default `workers: 1` used to be passed on as if the user had set it, so no
+    DataComp preset ever got its 4 data workers (issue 13)."""
+    raw = demo_config()
+    raw["train"]["preset"] = "small"
+    raw["download"].pop("image_size")  # the demo's 32 px are too small for ViT-B-32
+    assert resolve(raw, check_files=False).train["workers"] == 4
+    raw["train"]["workers"] = 2
+    assert resolve(raw, check_files=False).train["workers"] == 2
+    assert resolve(demo_config()).train["workers"] == 1  # the demo's own preset value
+    raw["train"].update(preset="xlarge", workers=None)
+    assert resolve(raw, check_files=False).train["beta2"] == 0.95  # DataComp's scale_configs.py
+
+
+def test_a_housekeeping_key_is_not_part_of_the_training_params():
+    raw = demo_config()
+    base = resolve(raw).train
+    raw["train"]["keep_superseded_runs"] = 5
+    assert repr(resolve(raw).train) == repr(base)  # changing it reruns no training job
+
+
+def test_download_settings_follow_the_training_preset():
+    """A ViT-B/32 run used to download 32-px letterboxed images whatever its preset (issue 13)."""
+    raw = demo_config()
+    for key in ("image_size", "resize_mode"):
+        raw["download"].pop(key)
+    demo = resolve(raw).config["download"]
+    assert (demo["image_size"], demo["resize_mode"], demo["resize_only_if_bigger"]) == (32, "border", False)
+    raw["train"]["preset"] = "small"
+    datacomp = resolve(raw, check_files=False).config["download"]  # download_upstream.py's settings
+    assert (datacomp["image_size"], datacomp["resize_mode"], datacomp["resize_only_if_bigger"]) == \
+        (512, "keep_ratio_largest", True)
+    assert (datacomp["encode_format"], datacomp["encode_quality"]) == ("jpg", 95)
+
+
+def test_a_model_larger_than_the_downloaded_images_is_refused_naming_both_keys():
+    raw = demo_config()
+    raw["train"]["preset"] = "small"
+    raw["download"]["image_size"] = 32
+    with pytest.raises(ConfigError, match=r"download.image_size: 32 px .* train.model 'ViT-B-32' \(224 px\)"):
+        resolve(raw, check_files=False)
+    raw["download"]["allow_upscale"] = True
+    settings = resolve(raw, check_files=False)
+    assert "allow_upscale" not in settings.download_options  # toggling it reruns no download

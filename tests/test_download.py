@@ -307,8 +307,13 @@ def test_summarize_and_plot(downloaded, tmp_path):
     root, _, summary = downloaded
     again = summarize([root / "out" / f"{s}_stats.json" for s in SHARDS])
     assert again == {k: v for k, v in summary.items() if k != "shard_names"}
+    assert again["empty_shards"] == ["00002"]  # named in the summary, not only warned about
+    assert again["shards"]["00002"] == {"rows": 0, "successes": 0}
+    assert again["shards"]["00000"] == {"rows": 10, "successes": 9}  # the 404
+    assert again["shards"]["00001"] == {"rows": 10, "successes": 9}  # the corrupt image
     assert summarize([]) == {"num_shards": 0, "count": 0, "successes": 0, "failed_to_download": 0,
-                             "failed_to_resize": 0, "success_rate": None, "failure_reasons": {}}
+                             "failed_to_resize": 0, "success_rate": None, "failure_reasons": {},
+                             "empty_shards": [], "shards": {}}
     for name, data in [("with_failures.png", summary), ("clean.png", {**summary, "failure_reasons": {}})]:
         plot_summary(data, tmp_path / name)
         with Image.open(tmp_path / name) as png:
@@ -338,3 +343,21 @@ def test_a_rerun_never_downloads_a_stored_pool_again(downloaded):
     with pytest.raises(InputDataError, match=r"image_size.*were \[24\], now \[32\].*delete .*store"):
         _download(root, "o3", staging="staging_store", store="store", options={**OPTIONS, "image_size": 32})
     assert not (root / "o3").exists()
+
+
+def test_a_store_recorded_before_resize_only_if_bigger_existed_is_still_valid(tmp_path):
+    """Stores written before modeflow passed `resize_only_if_bigger` hold img2dataset's default
+    (False): passing False now must not count as changed settings; True does."""
+    from modeflow.pool.download import STORE_RECORD, SUFFIXES, _check_store, _output_options, _rows_digest
+
+    rows = pa.table({"uid": ["a"], "url": ["http://x/a.png"], "caption": ["a"]})
+    old = _output_options({k: v for k, v in OPTIONS.items()}, SHARD_SIZE, [])
+    old.pop("resize_only_if_bigger", None)
+    for suffix in SUFFIXES:
+        (tmp_path / f"00000{suffix}").write_bytes(b"")
+    (tmp_path / STORE_RECORD).write_text(json.dumps({"settings": old, "shards": {"00000": _rows_digest(rows)}}))
+    now = _output_options({**OPTIONS, "resize_only_if_bigger": False}, SHARD_SIZE, [])
+    _check_store(tmp_path, ["00000"], {"00000": rows}, now)
+    with pytest.raises(InputDataError, match=r"resize_only_if_bigger.*were \[False\], now \[True\]"):
+        _check_store(tmp_path, ["00000"], {"00000": rows},
+                     _output_options({**OPTIONS, "resize_only_if_bigger": True}, SHARD_SIZE, []))

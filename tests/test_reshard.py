@@ -195,7 +195,8 @@ def test_layout_meta_and_webdataset(pool):
     assert meta["shard_sizes"] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
     assert meta["output_shard_count"] == len(meta["shard_sizes"]) == len(list(d.glob("*.tar")))
     assert meta["absent_entries"] == 2 and meta["absent_uids"] == 2 and meta["subset_entries"] == 62
-    assert meta["shard_format"] == "{:08d}.tar"
+    assert meta["output_shard_format"] == "{:08d}.tar"  # DataComp's train.py reads this key
+    assert (meta["output_count"], meta["processed_count"]) == (n, meta["processed_samples"])
     assert meta["shard_pattern"] == f"{{00000000..{meta['output_shard_count'] - 1:08d}}}.tar"
     stats = json.loads((d / "00000000_stats.json").read_text())
     assert stats["count"] == stats["successes"] == 7

@@ -5,7 +5,7 @@
 rule filter_attributes:
     input:
         chunk_input,
-        uids=R("embed/{chunk}.parquet"),
+        uids=uid_table,
     output:
         R("filter/attributes/{chunk}.parquet"),
     params:
@@ -27,12 +27,13 @@ rule filter_attributes:
 rule clip_score:
     input:
         chunk_input,
-        uids=R("embed/{chunk}.parquet"),
+        uids=uid_table,
         scorer=lambda wc: clip_scorer(wc.name)[1],
     output:
         R("filter/clip_scores/{name}/{chunk}.parquet"),
     wildcard_constraints:
-        name=one_of(n for n, s in SUBSETS.items() if s["kind"] == "clip_score"),
+        # scored here: a CommonPool's clip_score with `arch` reads its precomputed scores instead
+        name=one_of(n for n, s in SUBSETS.items() if s["kind"] == "clip_score" and not from_metadata(s, SOURCE)),
     params:
         tars=chunk_tars,
         model=lambda wc: clip_scorer(wc.name)[0],
@@ -65,6 +66,8 @@ rule subset:
     params:
         spec=lambda wc: SUBSETS[wc.name],
         basic=config["filter"]["basic"],
+        # a DataComp baseline's CommonPool metadata directory (its parquets are the inputs), else None
+        metadata=subset_metadata,
     resources:
         mem_mb=4000,
     conda:

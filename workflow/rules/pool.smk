@@ -1,5 +1,6 @@
 # Pool stage: make the canonical pool table (uid, url, caption) and download it into shards.
-# Existing img2dataset shards (pool.source: shards) skip this file entirely.
+# Existing img2dataset shards (pool.source: shards, or datacomp with pool.datacomp.shards) skip the
+# download. A CommonPool (pool.source: datacomp) also gets a per-chunk index from the shards' parquets.
 
 
 if SOURCE == "demo":
@@ -20,7 +21,7 @@ if SOURCE == "demo":
             "../scripts/demo_pool.py"
 
 
-if SOURCE != "shards":
+if not SHARDS_DIR:
 
     rule pool_table:
         input:
@@ -48,7 +49,7 @@ if SOURCE != "shards":
             directory(R("shards/{chunk}")),
         params:
             shards=lambda wc: PLAN.chunks[wc.chunk],
-            options=config["download"],
+            options=SETTINGS.download_options,
             extra_cols=config["pool"]["url_list"]["extra_cols"] if SOURCE == "url_list" else [],
             # outside the output directory: Snakemake clears an incomplete output on rerun, but
             # img2dataset's incremental mode resumes from what is here
@@ -89,3 +90,30 @@ if SOURCE != "shards":
             R("logs/download_summary.log"),
         script:
             "../scripts/download_summary.py"
+
+
+if SOURCE == "datacomp":
+
+    rule pool_index:
+        """uid -> (shard, key, metadata part, row) of a chunk's samples, from the shards' own img2dataset
+        parquets: what the filters, the precomputed embeddings and the pooled reshard read (no encoder
+        runs); shard samples whose uid the metadata lacks are counted in the json (no metadata row)."""
+        input:
+            chunk_input,
+            metadata=DATACOMP_PARQUETS,
+        output:
+            index=R("pool/index/{chunk}.parquet"),
+            stats=R("pool/index/{chunk}.json"),
+        params:
+            parquets=lambda wc, input: chunk_files(wc, input, "parquet"),
+            metadata=DATACOMP_METADATA,
+        resources:
+            mem_mb=2000,
+        group:
+            "pool_index"
+        conda:
+            "../envs/modeflow.yaml"
+        log:
+            R("logs/pool_index/{chunk}.log"),
+        script:
+            "../scripts/pool_index.py"

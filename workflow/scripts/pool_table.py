@@ -3,6 +3,7 @@ from pathlib import Path
 
 from modeflow.common.atomic import write_json, write_parquet
 from modeflow.common.joblog import job_log
+from modeflow.pool.datacomp import pool_table
 from modeflow.pool.sources import read_image_folder, read_url_list
 
 pool = snakemake.params.pool
@@ -22,6 +23,8 @@ with job_log(snakemake.log[0]) as log:
             extra_cols=opts["extra_cols"],
             duplicate_uids=pool["duplicate_uids"],
         )
+    elif pool["source"] == "datacomp":  # a CommonPool to download: its metadata's uid, url and text
+        table, stats = pool_table(pool["datacomp"]["metadata"], duplicate_uids=pool["duplicate_uids"])
     else:
         opts = pool["image_folder"]
         table, stats = read_image_folder(

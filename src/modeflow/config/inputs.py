@@ -23,12 +23,30 @@ def check_inputs(cfg: dict, tasks: Mapping[str, str]) -> None:
         spec = pool["image_folder"]
         _check_columns(spec["captions"], "auto", "pool.image_folder",
                        {"image_col": spec["image_col"], "caption_col": spec["caption_col"]}, [])
+    elif pool["source"] == "datacomp":  # the columns and npz arrays the chosen filters and embed read
+        from modeflow.filter.datacomp_baselines import check_commonpool
+
+        check_commonpool(cfg)
+    if cfg["evaluate"]["tasks"] == "datacomp":
+        _check_datacomp_tasks(cfg["evaluate"]["datacomp_root"])
     if cfg["evaluate"]["tasks"] != "demo":  # the demo's tasks are written by the workflow itself
         for path in tasks.values():
             try:
                 load_task(path)
             except InputDataError as exc:
                 raise ConfigError(f"evaluate.tasks: {exc}") from None
+
+
+def _check_datacomp_tasks(root: str) -> None:
+    """Every one of DataComp's task directories is under root; else one error listing all missing."""
+    from modeflow.evaluate.main_metric import DATACOMP_TASKS, missing_datacomp_tasks
+
+    missing = missing_datacomp_tasks(root)
+    if missing:
+        raise ConfigError(f"evaluate.tasks datacomp: {len(missing)} of DataComp's {len(DATACOMP_TASKS)} evaluation "
+                          f"task directories are missing under evaluate.datacomp_root {root}: "
+                          f"{', '.join(missing)} (clip_benchmark wds directories, named as DataComp's "
+                          "download_evalsets.py names them)")
 
 
 def _check_columns(path: str, fmt: str, section: str, named: dict[str, str], extra_cols: list[str]) -> None:

@@ -18,7 +18,8 @@ def seed_subset(cfg: dict) -> str:
 
 def check_references(cfg: dict) -> None:
     """Raise ConfigError naming the key whose name refers to nothing, or to something unfit."""
-    check_subsets(cfg["filter"])  # each `of` names a subset, no cycles, filter.use is a subset
+    # each `of` names a subset, no cycles, filter.use is a subset, metadata baselines on a CommonPool
+    check_subsets(cfg["filter"], cfg["pool"]["source"])
     subsets = cfg["filter"]["subsets"]
     name = seed_subset(cfg)
     if name not in subsets:

@@ -79,6 +79,7 @@ def _check_required_together(cfg: dict) -> None:
     needed = {
         "url_list": [("pool.url_list.path", pool["url_list"]["path"])],
         "shards": [("pool.shards.path", pool["shards"]["path"])],
+        "datacomp": [("pool.datacomp.metadata", pool["datacomp"]["metadata"])],
         "image_folder": [
             ("pool.image_folder.path", pool["image_folder"]["path"]),
             ("pool.image_folder.captions", pool["image_folder"]["captions"]),
@@ -92,3 +93,7 @@ def _check_required_together(cfg: dict) -> None:
             "config key 'embed.model' must name an open_clip architecture (e.g. ViT-B-32) "
             "when embed.encoder is 'open_clip'"
         )
+    if cfg["embed"]["encoder"] == "precomputed":
+        from modeflow.embed.precomputed import check_precomputed_config
+
+        check_precomputed_config(cfg)

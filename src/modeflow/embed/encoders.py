@@ -168,6 +168,10 @@ def _load_open_clip(model, *, checkpoint, device, **_):
     from modeflow.train.architectures import register_model_configs
 
     register_model_configs()
+    if model.endswith(".json"):  # an architecture of one's own: open_clip's model-config json
+        config = _require_path(model, "embed.model", "open_clip model config")
+        open_clip.add_model_config(config)
+        model = config.stem
     if open_clip.get_model_config(model) is None:
         raise ConfigError(f"embed.model: unknown open_clip architecture {model!r} "
                           f"(known: {', '.join(open_clip.list_models())})")

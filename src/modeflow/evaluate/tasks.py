@@ -6,6 +6,7 @@
     <task>/classnames.txt, zeroshot_classification_templates.txt   (classification)
     <task>/dataset_type.txt    "classification" or "retrieval" (absent: classification when
                                classnames.txt exists, else retrieval)
+    <task>/main_metric.txt     the metric the task is scored by (optional; modeflow.evaluate.main_metric)
 
 Templates hold `{c}` where the class name goes (clip_benchmark's convention). A retrieval sample's
 `txt` may hold several captions, one a line; each line is one text query.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from modeflow.common.errors import InputDataError
+from modeflow.evaluate.main_metric import MainMetric, task_main_metric
 from modeflow.wds.reader import IMAGE_EXTENSIONS
 
 KINDS = ("classification", "retrieval")
@@ -35,6 +37,7 @@ class Task:
     templates: list[str]
     shards: list[str]
     path: Path
+    main_metric: MainMetric | None = None  # None: the kind's default (modeflow.evaluate.main_metric)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ def load_task(task_dir: str | Path) -> Task:
         no_slot = [t for t in templates if "{c}" not in t]
         if no_slot:
             raise InputDataError(f"{task_dir / TEMPLATES}: template {no_slot[0]!r} has no {{c}} placeholder")
-    return Task(task_dir.name, kind, classnames, templates, _shards(task_dir), task_dir)
+    return Task(task_dir.name, kind, classnames, templates, _shards(task_dir), task_dir,
+                task_main_metric(task_dir, kind))
 
 
 def _image_of(sample: dict, where: str):

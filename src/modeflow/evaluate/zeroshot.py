@@ -69,6 +69,6 @@ def evaluate_model(model_name: str, checkpoint: str | Path | None, tasks: Sequen
             append_result(results_jsonl, {
                 "key": task.name, "dataset": task.name, "kind": task.kind, "model": label or
                 (str(checkpoint) if checkpoint else model_name), "metrics": metrics,
-                "headline": headline(task.kind, metrics)})
+                "headline": headline(task.kind, metrics, task.main_metric and task.main_metric.name)})
     keep = set(names)
     return [r for r in read_results(results_jsonl) if r.get("key") in keep]

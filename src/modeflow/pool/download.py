@@ -51,11 +51,14 @@ OPTION_NAMES = {
     "threads": "thread_count",
     "image_size": "image_size",
     "resize_mode": "resize_mode",
+    "resize_only_if_bigger": "resize_only_if_bigger",
     "encode_format": "encode_format",
     "encode_quality": "encode_quality",
     "retries": "retries",
     "timeout": "timeout",
 }
+# img2dataset.download's defaults for options modeflow passed only later
+_IMG2DATASET_DEFAULTS = {"resize_only_if_bigger": False}
 _PROXY_VARS = ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY")
 
 
@@ -181,12 +184,13 @@ def _check_store(store: Path, shards, per_shard, settings: dict) -> None:
     digests = {s: _rows_digest(per_shard[s]) for s in shards}
     record = json.loads(path.read_text()) if path.exists() else {"settings": settings, "shards": {}}
     kept = [s for s in shards if _finished(store, s)]
-    changed = sorted(k for k in set(settings) | set(record["settings"])
-                     if settings.get(k) != record["settings"].get(k))
+    # an option left unset (or recorded before modeflow passed it) is img2dataset's default
+    before, now = ({**_IMG2DATASET_DEFAULTS, **s} for s in (record["settings"], settings))
+    changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
     stale = [s for s in kept if changed or record["shards"].get(s) != digests[s]]
     if stale:
-        what = (f"download settings {changed} (were {[record['settings'].get(k) for k in changed]}, "
-                f"now {[settings.get(k) for k in changed]})" if changed
+        what = (f"download settings {changed} (were {[before.get(k) for k in changed]}, "
+                f"now {[now.get(k) for k in changed]})" if changed
                 else "rows (the pool table or download.shard_size changed)")
         raise InputDataError(
             f"{store}: shard(s) {stale[0]}..{stale[-1]} were downloaded with other {what}. Downloading "
@@ -333,21 +337,29 @@ def _write_empty_shard(out_dir: Path, shard: str, input_schema: pa.Schema) -> No
 
 def summarize(stats_json_paths) -> dict:
     """Totals and failure reasons over img2dataset `_stats.json` files (their status_dict counts
-    every row's outcome: "success" or the error message that the shard's parquet also records)."""
+    every row's outcome: "success" or the error message that the shard's parquet also records).
+
+    A shard none of whose rows downloaded (dead links, only corrupt images) is listed in
+    `empty_shards`: it flows through every later stage as a 0-sample tar."""
     totals = Counter()
     reasons = Counter()
+    per_shard: dict[str, dict[str, int]] = {}
     paths = list(stats_json_paths)
     for path in paths:
         stats = json.loads(Path(path).read_text())
         for key in ("count", "successes", "failed_to_download", "failed_to_resize"):
             totals[key] += stats[key]
         reasons.update({msg: n for msg, n in stats["status_dict"].items() if msg != "success"})
+        shard = Path(path).name.removesuffix("_stats.json")
+        per_shard[shard] = {"rows": stats["count"], "successes": stats["successes"]}
     count = totals["count"]
     return {
         "num_shards": len(paths),
         **{k: totals[k] for k in ("count", "successes", "failed_to_download", "failed_to_resize")},
         "success_rate": totals["successes"] / count if count else None,
         "failure_reasons": dict(reasons.most_common()),
+        "empty_shards": sorted(s for s, n in per_shard.items() if n["successes"] == 0),
+        "shards": dict(sorted(per_shard.items())),
     }
 
 
@@ -358,7 +370,9 @@ def plot_summary(summary: dict, png_path) -> None:
         labels = ["successes", "failed_to_download", "failed_to_resize"]
         bars = outcomes.bar(labels, [summary[k] for k in labels], color=["tab:green", "tab:red", "tab:orange"])
         outcomes.bar_label(bars)
-        outcomes.set_title(f"{summary['count']} samples in {summary['num_shards']} shards")
+        empty = len(summary.get("empty_shards", []))
+        outcomes.set_title(f"{summary['count']} samples in {summary['num_shards']} shards"
+                           + (f" ({empty} empty)" if empty else ""))
         outcomes.tick_params(axis="x", labelrotation=20)
         top = list(summary["failure_reasons"].items())[:8][::-1]
         if top:

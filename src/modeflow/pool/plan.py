@@ -36,28 +36,41 @@ class ShardPlan:
     chunk_of: dict[str, str]  # shard -> its chunk, for input functions that run once per job
 
 
-def existing_shards(directory: str) -> tuple[str, ...]:
+def existing_shards_dir(cfg: dict) -> str | None:
+    """The directory of the pool's already-written shards (pool.source shards, or datacomp with
+    pool.datacomp.shards), without a trailing slash; None when the workflow downloads them."""
+    pool = cfg["pool"]
+    path = {"shards": pool["shards"]["path"], "datacomp": pool["datacomp"]["shards"]}.get(pool["source"])
+    return path.rstrip("/") if path else None
+
+
+def existing_shards_key(cfg: dict) -> str:
+    """The config key that names the existing shards' directory, for messages."""
+    return "pool.datacomp.shards" if cfg["pool"]["source"] == "datacomp" else "pool.shards.path"
+
+
+def existing_shards(directory: str, key: str = "pool.shards.path") -> tuple[str, ...]:
     """Sorted names (without .tar) of the shards in `directory`: a local path or an fsspec URL."""
-    names = sorted(Path(name).stem for name in _tar_names(directory))
+    names = sorted(Path(name).stem for name in _tar_names(directory, key))
     if not names:
-        raise InputDataError(f"no .tar shards in {directory} (pool.shards.path)")
+        raise InputDataError(f"no .tar shards in {directory} ({key})")
     return tuple(names)
 
 
-def _tar_names(directory: str) -> list[str]:
+def _tar_names(directory: str, key: str = "pool.shards.path") -> list[str]:
     """Entry names ending in .tar. A local directory is read with one scandir and no stat per
     entry: every job re-plans when it parses the Snakefile, and fsspec's glob stats each of
     10,000 shards (~0.3 s)."""
     if "://" not in directory:
         if not os.path.isdir(directory):
-            raise InputDataError(f"pool.shards.path is not a directory: {directory}")
+            raise InputDataError(f"{key} is not a directory: {directory}")
         with os.scandir(directory) as entries:
             return [entry.name for entry in entries if entry.name.endswith(".tar")]
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(directory)
     if not fs.isdir(root):
-        raise InputDataError(f"pool.shards.path is not a directory: {directory}")
+        raise InputDataError(f"{key} is not a directory: {directory}")
     return [Path(path).name for path in fs.glob(f"{root.rstrip('/')}/*.tar")]
 
 
@@ -72,8 +85,8 @@ def plan_shards(cfg: dict) -> ShardPlan:
     pool = cfg["pool"]
     source = pool["source"]
     rows = None
-    if source == "shards":
-        shards = existing_shards(pool["shards"]["path"])
+    if existing_shards_dir(cfg):
+        shards = existing_shards(existing_shards_dir(cfg), existing_shards_key(cfg))
     else:
         if source == "demo":
             rows = pool["demo"]["num_samples"]
@@ -81,6 +94,10 @@ def plan_shards(cfg: dict) -> ShardPlan:
             rows = count_rows(pool["url_list"]["path"], pool["url_list"]["format"])
         elif source == "image_folder":
             rows = count_rows(pool["image_folder"]["captions"])
+        elif source == "datacomp":  # the parquets' footers: no row is read
+            from modeflow.pool.datacomp import CommonPool
+
+            rows = CommonPool.open(pool["datacomp"]["metadata"]).num_rows()
         else:  # the schema's enum makes this unreachable; keep the error explicit anyway
             raise ConfigError(f"config key 'pool.source': unknown source '{source}'")
         if rows == 0:

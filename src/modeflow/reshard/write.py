@@ -271,6 +271,7 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
             files.close()
         np.save(tmp / "sample_ids.npy", sort_pairs(entries["pairs"]))
         in_cluster = int((~entries["ooc"]).sum())
+        pool_samples = _pool_samples(index_paths)
         meta = {
             "expert": name,
             "arguments": {"subset_file": str(subset_path), "subset": subset_name, "index_files": [str(p) for p in index_paths],
@@ -279,12 +280,15 @@ def write_expert(index_paths, subset_path, out_dir, *, expert: int, num_experts:
                           "empty_expert": empty_expert},
             "subset_entries": int(len(subset)),
             **absent_from_pool(index_paths, subset),
-            "processed_samples": _pool_samples(index_paths),
+            "processed_samples": pool_samples,
             "output_samples": n,
             "in_cluster_samples": in_cluster,
             "ooc_samples": n - in_cluster,
+            # DataComp's names (resharder.py writes them, train.py reads the two output_shard_*)
+            "processed_count": pool_samples,
+            "output_count": n,
             "output_shard_count": n_shards,
-            "shard_format": SHARD_FORMAT,
+            "output_shard_format": SHARD_FORMAT,
             "shard_sizes": [min(shard_size, n - s * shard_size) for s in range(n_shards)],
             "shard_pattern": f"{{00000000..{n_shards - 1:08d}}}.tar" if n_shards else None,
             "key_width": key_width,

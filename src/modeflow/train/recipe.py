@@ -32,7 +32,8 @@ PRESETS: dict[str, dict] = {
                    samples_seen=128_000_000, samples_per_epoch=None),
     "large": dict(_DATACOMP, model="ViT-B-16", batch_size=8192, lr=5e-4, warmup=500,
                   samples_seen=1_280_000_000, samples_per_epoch=None),
-    "xlarge": dict(_DATACOMP, model="ViT-L-14", batch_size=90112, lr=1e-3, warmup=10000,
+    # scale_configs.py sets beta2 only for xlarge (0.95); the others keep open_clip's ViT 0.98
+    "xlarge": dict(_DATACOMP, model="ViT-L-14", batch_size=90112, lr=1e-3, warmup=10000, beta2=0.95,
                    samples_seen=12_800_000_000, samples_per_epoch=None),
 }
 # Keys only modeflow reads (everything else in a preset maps to an open_clip_train option).
