@@ -1,4 +1,6 @@
-"""The embedded demo pool (modeflow.demo): layout, determinism, noise ground truth, tasks, captions."""
+"""The embedded demo pool (modeflow.demo): layout, determinism, noise ground truth, tasks, captions,
+and the structure MoDE exploits (many concepts per domain, rare caption repeats, every task class
+in the training captions)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,22 @@ from modeflow.common.errors import ConfigError
 from modeflow.common.uids import derive_uid, is_valid_uid
 
 SMALL = dict(num_samples=200, image_size=32, noise_fraction=0.2, eval_images_per_class=3, retrieval_pairs=12)
+
+
+# The default pool's size and noise (what the demo trains on), with small images and few test
+# images so it builds in seconds: the structure tests read it.
+DEFAULT_ROWS = dict(num_samples=12000, image_size=16, noise_fraction=0.2, eval_images_per_class=1,
+                    retrieval_pairs=4)
+
+
+@pytest.fixture(scope="module")
+def default_pool(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo_default") / "demo"
+    summary = generate_demo_pool(out, seed=0, **DEFAULT_ROWS)
+    urls = pq.read_table(out / "urls.parquet").to_pandas()
+    truth = pq.read_table(out / "ground_truth.parquet").to_pandas()
+    clean = truth.noise == "clean"
+    return out, summary, urls[clean].reset_index(drop=True), truth[clean].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +280,95 @@ def test_urls_resolve_through_the_demo_server(pool):
         with pytest.raises(urllib.error.HTTPError) as err:
             opener.open(dead, timeout=10)
         assert err.value.code == 404
+
+
+def test_many_concepts_per_domain_and_few_same_class_pairs_per_batch(default_pool):
+    """Dozens of compositional classes per domain, all of them in the clean rows, so a batch of
+    128 drawn from one domain holds about 3 rows of a row's class (6 classes gave 21)."""
+    _, summary, _, clean = default_pool
+    for name, domain in DOMAINS.items():
+        assert len(domain.classes) >= 40 and len(set(domain.classes)) == len(domain.classes), name
+        labels = clean.label[clean.domain == name]
+        assert set(labels) == set(domain.classes), name
+        counts = labels.value_counts().to_numpy()
+        assert counts.max() - counts.min() <= 1  # balanced
+        shares = counts / counts.sum()
+        partners = 127 * float(np.sum(shares ** 2))
+        assert partners <= 3.5, (name, partners)
+        assert summary["structure"]["per_domain"][name]["same_class_partners_per_batch"] == pytest.approx(
+            partners, abs=1e-3)
+    assert sum(len(d.classes) for d in DOMAINS.values()) == len(
+        (default_pool[0] / "tasks" / "mixed" / "classnames.txt").read_text().splitlines())
+
+
+def test_exact_caption_repeats_are_rare(default_pool):
+    """At the default size at most a tenth of clean captions occur more than once (templated
+    captions of 6-10 classes per domain repeated 80% of them), at most 15% in any domain."""
+    _, summary, urls, clean = default_pool
+
+    def repeat_rate(captions):
+        counts = captions.map(captions.value_counts())
+        return float((counts > 1).mean())
+
+    overall = repeat_rate(urls.caption)
+    assert overall <= 0.10, overall
+    for name in DOMAINS:
+        rate = repeat_rate(urls.caption[clean.domain == name])
+        assert rate <= 0.15, (name, rate)
+        assert summary["structure"]["per_domain"][name]["caption_repeat_rate"] == pytest.approx(rate, abs=1e-4)
+    assert summary["structure"]["caption_repeat_rate"] == pytest.approx(overall, abs=1e-4)
+
+
+def _class_colours(domain: str, label: str) -> list[str]:
+    """The colour words a caption of this class must name (the class's colour attribute)."""
+    if domain == "digits":
+        return [label.split(" in ")[1].removesuffix(" ink")]
+    if domain == "textures":
+        first, rest = label.split(" and ", 1)
+        return [first, rest.split()[0]]
+    return [label.split()[0]]
+
+
+def test_every_task_class_is_in_the_training_captions(default_pool):
+    """Each class name of each zero-shot task (the mixed task's via its domain class) occurs word
+    for word in several clean captions of its domain, and every clean caption names its class's
+    colour attribute(s)."""
+    out, _, urls, clean = default_pool
+    captions = {name: urls.caption[clean.domain == name].str.lower().tolist() for name in DOMAINS}
+    for name, domain in DOMAINS.items():
+        classnames = (out / "tasks" / name / "classnames.txt").read_text().splitlines()
+        assert classnames == domain.classes
+        for cls in classnames:
+            hits = sum(cls in c for c in captions[name])
+            assert hits >= 5, (name, cls, hits)
+    mixed = (out / "tasks" / "mixed" / "classnames.txt").read_text().splitlines()
+    assert mixed == [d.mixed_name(i) for d in DOMAINS.values() for i in range(len(d.classes))]
+    for caption, domain, label in zip(urls.caption, clean.domain, clean.label):
+        words = caption.lower().replace(",", " ").split()
+        assert all(c in words for c in _class_colours(domain, label)), (caption, label)
+
+
+def test_captions_fit_the_tiny_models_context(default_pool):
+    """No clean caption is cut by the demo model's 32-token text context."""
+    import open_clip
+
+    from modeflow.train.architectures import MODEL_CONFIG_DIR
+
+    _, _, urls, _ = default_pool
+    context = json.loads((MODEL_CONFIG_DIR / "modeflow-tiny-resnet.json").read_text())["text_cfg"]["context_length"]
+    tokenizer = open_clip.tokenizer.SimpleTokenizer()
+    longest = max(len(tokenizer.encode(c)) + 2 for c in urls.caption)  # + start and end tokens
+    assert longest <= context, longest
+
+
+def test_domain_experts_reads_the_contingency_table_by_column():
+    """cluster/demo_scores.json's table is experts x domains: each domain's owner is the expert
+    with most of its clean samples, also when the expert -> domain map is not its own inverse
+    (the demo run of issue 14 had experts 0..3 on textures, arrows, shapes, digits)."""
+    from modeflow.demo.checks import domain_experts
+
+    scores = {"domains": ["arrows", "digits", "shapes", "textures"],
+              "experts": ["expert_00", "expert_01", "expert_02", "expert_03"],
+              "contingency_clean": [[0, 0, 0, 2395], [2397, 0, 0, 0], [3, 0, 2400, 5], [0, 2400, 0, 0]]}
+    assert domain_experts(scores) == {"arrows": "expert_01", "digits": "expert_03",
+                                      "shapes": "expert_02", "textures": "expert_00"}

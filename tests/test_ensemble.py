@@ -316,7 +316,8 @@ def test_summary_html_from_summary_csv(tmp_path):
     csv_path.write_text("arm,digits,average\nmode,0.750000,0.750000\nexpert_00,0.500000,0.500000\n")
     summary = read_summary(csv_path)
     assert summary == {"mode": {"digits": 0.75, "average": 0.75}, "expert_00": {"digits": 0.5, "average": 0.5}}
-    page = summary_html(summary, {"mode": {"samples_seen": 30, "flops": 1.5e9}})
-    assert "<tr><th>arm</th><th>digits</th><th>average</th><th>samples seen</th><th>train FLOPs</th></tr>" in page
-    assert "<tr><td>mode</td><td>0.7500</td><td>0.7500</td><td>30</td><td>1.5e+09</td></tr>" in page
-    assert "<tr><td>expert_00</td><td>0.5000</td><td>0.5000</td><td></td><td></td></tr>" in page
+    page = summary_html(summary, {"mode": {"samples_seen": 30, "flops": 1.5e9, "forward_passes": 4}})
+    assert ("<tr><th>arm</th><th>digits</th><th>average</th><th>samples seen</th><th>train FLOPs</th>"
+            "<th>forward passes per input</th></tr>") in page
+    assert "<tr><td>mode</td><td>0.7500</td><td>0.7500</td><td>30</td><td>1.5e+09</td><td>4</td></tr>" in page
+    assert "<tr><td>expert_00</td><td>0.5000</td><td>0.5000</td><td></td><td></td><td></td></tr>" in page

@@ -14,11 +14,13 @@ except ImportError:  # running from a checkout without installing: use the sourc
     sys.path.insert(0, str(Path(workflow.current_basedir).parents[1] / "src"))
 
 from modeflow.common.errors import ModeflowError
-from modeflow.common.names import expert_of_model
+from modeflow.common.names import expert_of_model, is_random_model, random_of_model
 from modeflow.common.storage import check_default_storage
 from modeflow.config import resolve
 from modeflow.config.files import read_config_file
-from modeflow.filter.subsets import SEED_SCORER, subset_inputs
+from modeflow.filter.subsets import SEED_SCORER, from_metadata, subset_inputs
+from modeflow.embed.precomputed import class_name_encoder_options
+from modeflow.pool.datacomp import CommonPool
 
 try:  # with --default-storage-provider s3: fail in seconds on missing/wrong credentials or bucket
     check_default_storage(workflow)
@@ -55,6 +57,10 @@ config.update(SETTINGS.config)  # every default filled in, every mapping's keys 
 
 PLAN = SETTINGS.plan
 SOURCE = SETTINGS.source
+SHARDS_DIR = SETTINGS.shards_dir  # the user's existing shards (pool.source shards, or datacomp with shards)
+# a CommonPool's metadata directory and parquets (pool.source datacomp)
+DATACOMP_METADATA = config["pool"]["datacomp"]["metadata"] if SOURCE == "datacomp" else None
+DATACOMP_PARQUETS = list(CommonPool.open(DATACOMP_METADATA).parquets) if DATACOMP_METADATA else []
 CHUNKS = SETTINGS.chunks  # per-shard stages run one job per chunk of shards
 SUBSETS = SETTINGS.subsets
 FILTER_USE = SETTINGS.filter_use
@@ -62,6 +68,7 @@ SEED_SUBSET = SETTINGS.seed_subset
 CLUSTER_MODEL = SETTINGS.cluster_model
 EXPERTS = SETTINGS.experts
 MODELS = SETTINGS.models
+CONTROL_ARMS = SETTINGS.control_arms  # train.control_arms resolved: random_split, dense_1x
 TRAIN = SETTINGS.train
 TRAIN_GPUS = config["train"]["gpus"]
 TASKS = SETTINGS.tasks
@@ -88,14 +95,14 @@ def shard_file(shard, ext="tar"):
     """Where a pool shard's file lives (ext: "tar", "parquet" or a full suffix like "_stats.json"):
     the user's directory for existing shards, else its chunk's download directory."""
     suffix = ext if ext[0] in "._" else f".{ext}"
-    if SOURCE == "shards":
-        return f"{config['pool']['shards']['path'].rstrip('/')}/{shard}{suffix}"
+    if SHARDS_DIR:
+        return f"{SHARDS_DIR}/{shard}{suffix}"
     return R(f"shards/{PLAN.chunk_of[shard]}/{shard}{suffix}")
 
 
 def chunk_input(wildcards):
     """What a per-chunk job depends on: the download job's directory, or the existing tars."""
-    if SOURCE == "shards":
+    if SHARDS_DIR:
         return [shard_file(shard) for shard in PLAN.chunks[wildcards.chunk]]
     return [R(f"shards/{wildcards.chunk}")]
 
@@ -105,7 +112,7 @@ def chunk_files(wildcards, input, ext="tar"):
     Built from `input`, not from R(...): under remote storage (--default-storage-provider) only
     inputs are staged, to local copies whose paths differ from the results/ names."""
     shards = PLAN.chunks[wildcards.chunk]
-    if SOURCE == "shards":
+    if SHARDS_DIR:
         return list(input)[: len(shards)] if ext == "tar" else [shard_file(s, ext) for s in shards]
     return [os.path.join(input[0], f"{shard}.{ext}") for shard in shards]
 
@@ -126,11 +133,11 @@ def all_shard_inputs() -> list:
     on each of 17 jobs were about half of `snakemake -n`'s time: Snakemake resolves, stats, sizes
     and prints every input of every job.)
     """
-    if SOURCE != "shards":
+    if not SHARDS_DIR:
         return expand(R("shards/{chunk}"), chunk=CHUNKS)
     if uses_remote_storage():
         return [shard_file(shard) for shard in PLAN.shards]
-    return [ancient(config["pool"]["shards"]["path"].rstrip("/"))]
+    return [ancient(SHARDS_DIR)]
 
 
 def pool_source_input(wildcards):
@@ -139,12 +146,29 @@ def pool_source_input(wildcards):
         return R("demo")
     if SOURCE == "url_list":
         return config["pool"]["url_list"]["path"]
+    if SOURCE == "datacomp":
+        return DATACOMP_PARQUETS
     return config["pool"]["image_folder"]["captions"]
 
 
 def demo_root_input(wildcards):
     """The demo's image folder, which the download step serves over loopback HTTP."""
     return [R("demo")] if SOURCE == "demo" else []
+
+
+def uid_table(wildcards):
+    """A chunk's uid -> (shard, key) table, what the filters and the reshard read: for a CommonPool
+    its pool index, built from the shards' own parquets (no encoder runs before the reshard), else
+    the embed stage's uid table."""
+    if SOURCE == "datacomp":
+        return R(f"pool/index/{wildcards.chunk}.parquet")
+    return R(f"embed/{wildcards.chunk}.parquet")
+
+
+def metadata_files(features=False):
+    """A CommonPool's metadata parquets, with their npz files when `features`."""
+    npz = [CommonPool.npz_of(p) for p in DATACOMP_PARQUETS] if features else []
+    return DATACOMP_PARQUETS + npz
 
 
 def final_outputs():
@@ -180,7 +204,14 @@ def subset_input(wildcards):
         uid_tables=expand(R("embed/{chunk}.parquet"), chunk=CHUNKS),
         subset_path=lambda dep: R(f"filter/subsets/{dep}.npy"),
         clip_scores=lambda name: expand(R("filter/clip_scores/{name}/{chunk}.parquet"), name=name, chunk=CHUNKS),
+        pool_source=SOURCE,
+        metadata_files=metadata_files,
     )
+
+
+def subset_metadata(wildcards):
+    """The CommonPool metadata directory a metadata baseline reads, else None (modeflow.filter.subsets.from_metadata)."""
+    return DATACOMP_METADATA if from_metadata(SUBSETS[wildcards.name], SOURCE) else None
 
 
 def train_resources(gpus):
@@ -197,11 +228,18 @@ def train_resources(gpus):
 
 
 def train_inputs(wildcards):
-    """Data (and the seed checkpoint to resume from) of a model."""
+    """Data (and the seed checkpoint to resume from) of a model: the seed's subset; all kept data
+    for the dense models (equal compute, and the control arm dense_1x); an expert's cluster; a
+    random-split expert's part (the control arm random_split)."""
     model = wildcards.model
     if model == "seed":
         return {"data": R(f"pooled/{SEED_SUBSET}")}
-    data = R(f"pooled/{FILTER_USE}") if model == "dense" else R(f"experts/{expert_of_model(model)}")
+    if model in ("dense", "dense_1x"):
+        data = R(f"pooled/{FILTER_USE}")
+    elif is_random_model(model):
+        data = R(f"random_split/experts/{random_of_model(model)}")
+    else:
+        data = R(f"experts/{expert_of_model(model)}")
     return {"data": data, "init": R("models/seed.pt"), "init_meta": R("models/seed.json")}
 
 

@@ -1,7 +1,8 @@
 # Ensemble stage (docs/method.md §5) in two steps: routing (ensemble_weights: task-adaptive expert
 # weights from each task's class names or captions, the clustering text encoder and the fine
 # centers; once per task, no model runs) then combining (ensemble: every arm — MoDE, uniform, top-1,
-# each expert, the oracle, seed, dense — from the saved logits only). Then the report's tables and
+# each expert, the oracle, seed, dense, and the control arms dense_1x and random_split — from the
+# saved logits only, and the claims table with bootstrap intervals). Then the report's tables and
 # figures.
 
 
@@ -14,7 +15,9 @@ rule ensemble_weights:
     params:
         tasks=staged_tasks,
         cluster=staged_cluster_model,
-        embed=config["embed"],
+        # the class-name encoder: the clustering's (for precomputed features, the open_clip text tower of their space)
+        embed=class_name_encoder_options(config["embed"]),
+        ensemble=config["ensemble"],
     threads: 2
     resources:
         mem_mb=4000,
@@ -34,14 +37,23 @@ rule ensemble:
         routing=R("ensemble/routing"),
         tasks=TASK_INPUT,
         **CLUSTER_MODEL,
+        # the demo's domain -> expert map from its ground truth, for claim (a) (modeflow.demo.checks)
+        **({"domain_experts": R("cluster/demo_scores.json")} if SOURCE == "demo" and config["evaluate"]["tasks"] == "demo" else {}),
     output:
         summary_csv=R("ensemble/summary.csv"),
         summary_md=R("ensemble/summary.md"),
         arms=R("ensemble/arms.jsonl"),
+        claims=R("ensemble/claims.json"),
+        claims_csv=R("ensemble/claims.csv"),
+        per_sample=directory(R("ensemble/per_sample")),
     params:
         eval_dirs=lambda wc, input: dict(zip(MODELS, input.evals)),
         tasks=staged_tasks,
         cluster=staged_cluster_model,
+        random_split=[m for m in MODELS if is_random_model(m)],
+        domains=list(config["pool"]["demo"]["domains"]) if SOURCE == "demo" else [],
+        resamples=config["ensemble"]["bootstrap_samples"],
+        seed=config["seed"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -58,6 +70,7 @@ rule ensemble:
 rule results_report:
     input:
         summary_csv=R("ensemble/summary.csv"),
+        claims=R("ensemble/claims.json"),
         routing=R("ensemble/routing"),
         train_meta=expand(R("models/{model}.json"), model=MODELS),
     output:
@@ -112,7 +125,7 @@ if SOURCE == "demo":
             ),
         params:
             domains=list(config["pool"]["demo"]["domains"]),
-            arm="mode" if config["ensemble"]["weights"] == "code" else "mode_paper",
+            arm="mode",  # MoDE, with the weights ensemble.weights chooses
         conda:
             "../envs/modeflow.yaml"
         log:

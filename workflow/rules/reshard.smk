@@ -91,7 +91,8 @@ rule reshard_summary:
 rule reshard_pooled_part:
     input:
         chunk_input,
-        embed=R("embed/{chunk}.parquet"),
+        # uid -> (shard, key): a CommonPool's pool index (no embed stage before a pooled reshard), else the embed uid table
+        embed=uid_table,
         subset=R("filter/subsets/{subset}.npy"),
     output:
         index=R("reshard/pooled/{subset}/index/{chunk}.parquet"),
@@ -147,3 +148,67 @@ rule reshard_pooled:
     script:
         "../scripts/reshard_expert.py"
 
+
+
+# The random-split control (train.control_arms: random_split): the same kept data split at random
+# into parts of the clusters' sizes (modeflow.reshard.random_split), one job for the whole pool,
+# then resharded exactly as the experts are (same ooc ratio, same seed) into random_split/experts/NN/.
+
+
+rule random_split:
+    input:
+        embed=expand(R("embed/{chunk}.parquet"), chunk=CHUNKS),
+        assign=expand(R("cluster/assign/{chunk}.parquet"), chunk=CHUNKS),
+        subset=RESHARD_SUBSET,
+    output:
+        assign=expand(R("random_split/assign/{chunk}.parquet"), chunk=CHUNKS),
+        stats=R("random_split/split.json"),
+    params:
+        num_experts=config["cluster"]["num_experts"],
+        seed=config["seed"],
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/modeflow.yaml"
+    log:
+        R("logs/reshard/random_split.log"),
+    script:
+        "../scripts/reshard_random_split.py"
+
+
+use rule reshard_part as reshard_random_part with:
+    input:
+        chunk_input,
+        embed=R("embed/{chunk}.parquet"),
+        assign=R("random_split/assign/{chunk}.parquet"),
+        subset=RESHARD_SUBSET,
+    output:
+        index=R("reshard/random_split/index/{chunk}.parquet"),
+        stats=R("reshard/random_split/index/{chunk}.json"),
+    group:
+        "reshard_random"
+    log:
+        R("logs/reshard/random_part_{chunk}.log"),
+    benchmark:
+        R("benchmarks/reshard/random_part_{chunk}.tsv")
+
+
+use rule reshard_expert as reshard_random_expert with:
+    input:
+        index=expand(R("reshard/random_split/index/{chunk}.parquet"), chunk=CHUNKS),
+        subset=RESHARD_SUBSET,
+        shards=ALL_SHARD_INPUTS,
+    output:
+        directory(R("random_split/experts/{expert}")),
+    params:
+        expert=lambda wildcards: int(wildcards.expert),
+        num_experts=config["cluster"]["num_experts"],
+        subset_name=config["filter"]["use"],
+        label=lambda wildcards: f"random split {wildcards.expert}",
+        reshard=config["reshard"],
+        empty_expert=config["cluster"]["empty_expert"],
+        seed=config["seed"],
+    log:
+        R("logs/reshard/random_expert_{expert}.log"),
+    benchmark:
+        R("benchmarks/reshard/random_expert_{expert}.tsv")

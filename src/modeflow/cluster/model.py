@@ -25,6 +25,10 @@ MODEL_FILES = {
     "params": "params.json",
 }
 COARSE_REDO = 10  # the coarse step clusters only m points: 10 restarts cost little, avoid merged blobs
+# cluster.fine_to_coarse: each fine center's expert is its nearest coarse center (MoDE's code:
+# prep_hrchy.py calls kmeans.predict on the fine centers after the balanced coarse fit), or the
+# coarse fit's own capped (balanced) assignment
+NEAREST, BALANCED_MAP = "nearest", "balanced"
 
 
 # --- config ---------------------------------------------------------------------------------
@@ -71,7 +75,9 @@ class ClusterModel:
 
 def fit_cluster_model(sample: np.ndarray, cluster_cfg: Mapping, seed: int,
                       slack: float = BALANCE_SLACK) -> ClusterModel:
-    """Fine k-means (m) of the normalised sample, then coarse k-means (n) of the fine centers."""
+    """Fine k-means (m) of the normalised sample, then coarse k-means (n) of the fine centers;
+    each fine center then goes to its nearest coarse center (cluster.fine_to_coarse: nearest, MoDE's
+    way) or keeps the balanced coarse fit's label (balanced)."""
     check_cluster_config(cluster_cfg, len(sample))
     spherical = cluster_cfg["metric"] == "spherical"
     balanced = bool(cluster_cfg["balanced"])
@@ -79,15 +85,17 @@ def fit_cluster_model(sample: np.ndarray, cluster_cfg: Mapping, seed: int,
     fine_centers, fine_labels = fit_kmeans(sample, cluster_cfg["num_fine"],
                                            niter=cluster_cfg["fine_iterations"], seed=seed,
                                            spherical=spherical, balanced=balanced, slack=slack)
-    coarse_centers, fine_to_coarse = fit_kmeans(fine_centers, cluster_cfg["num_experts"],
-                                                niter=cluster_cfg["coarse_iterations"], seed=seed,
-                                                spherical=spherical, balanced=balanced, slack=slack,
-                                                nredo=COARSE_REDO)
+    coarse_centers, coarse_labels = fit_kmeans(fine_centers, cluster_cfg["num_experts"],
+                                               niter=cluster_cfg["coarse_iterations"], seed=seed,
+                                               spherical=spherical, balanced=balanced, slack=slack,
+                                               nredo=COARSE_REDO)
+    mapping = cluster_cfg.get("fine_to_coarse", NEAREST)
+    fine_to_coarse = coarse_labels if mapping == BALANCED_MAP else nearest_center(fine_centers, coarse_centers)
     m, n = len(fine_centers), len(coarse_centers)
     fine_sizes = np.bincount(fine_labels, minlength=m)
     params = {
         "num_fine": m, "num_experts": n, "dim": int(sample.shape[1]), "seed": seed,
-        "metric": cluster_cfg["metric"], "balanced": balanced,
+        "metric": cluster_cfg["metric"], "balanced": balanced, "fine_to_coarse": mapping,
         "balance_slack": slack if balanced else None,
         "fine_iterations": cluster_cfg["fine_iterations"],
         "coarse_iterations": cluster_cfg["coarse_iterations"], "coarse_redo": COARSE_REDO,
@@ -98,6 +106,15 @@ def fit_cluster_model(sample: np.ndarray, cluster_cfg: Mapping, seed: int,
         "gpu": use_gpu(), "fit_seconds": round(time.perf_counter() - start, 3),
     }
     return ClusterModel(fine_centers, coarse_centers, fine_to_coarse.astype(np.int64), params)
+
+
+def nearest_center(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of each point's nearest center (exact L2; ties to the lower index): MoDE's
+    fine -> coarse map, whatever capacity the balanced fit imposed."""
+    points = np.asarray(points, dtype=np.float64)
+    centers = np.asarray(centers, dtype=np.float64)
+    d2 = (points ** 2).sum(1)[:, None] - 2 * points @ centers.T + (centers ** 2).sum(1)[None, :]
+    return d2.argmin(axis=1).astype(np.int64)
 
 
 def model_paths(where: str | Path | Mapping) -> dict[str, Path]:

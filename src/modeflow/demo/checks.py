@@ -18,10 +18,11 @@ from modeflow.ensemble.summary import read_summary
 
 
 def domain_experts(cluster_scores: Mapping) -> dict[str, str]:
-    """{domain: expert name} — the expert holding most of the domain's clean samples."""
+    """{domain: expert name} — the expert holding most of the domain's clean samples. The table
+    is experts x domains (modeflow.demo.score_cluster), so a domain's owner is its column's argmax."""
     table = np.asarray(cluster_scores["contingency_clean"])
-    return {domain: cluster_scores["experts"][int(np.argmax(row))]
-            for domain, row in zip(cluster_scores["domains"], table)}
+    return {domain: cluster_scores["experts"][int(np.argmax(table[:, j]))]
+            for j, domain in enumerate(cluster_scores["domains"])}
 
 
 def demo_checks(summary: Mapping[str, Mapping[str, float]], weights: Mapping[str, Sequence[float]],

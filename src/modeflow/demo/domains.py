@@ -1,35 +1,55 @@
-"""The demo's visual domains: class names, random image parameters, drawing and clean captions.
+"""The demo's visual domains: compositional class names, random image parameters, drawing and
+clean captions.
 
-A domain turns (class index, rng) into a parameter dict, draws it at any size, and writes a
-caption that matches it. The draw step is pure, so tiny / extreme-aspect noise and duplicates
-reuse the parameters of a clean-looking image.
+A class composes two visible attributes (shapes: colour × shape, digits: ink × digit, arrows:
+colour × direction, textures: colour pair × pattern), which gives every domain 40–48 classes.
+A domain turns (class index, rng, split) into a parameter dict — the class's attributes plus
+attributes outside the class (background, size, position, thickness, scale, paper) — draws it at
+any size, and writes a caption that matches it. The draw step is pure, so tiny / extreme-aspect
+noise and duplicates reuse the parameters of a clean-looking image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import product
 from typing import Callable
 
 import numpy as np
 
 from . import draw, vocab
+from .vocab import article
 
 
 def _jitter(rgb, rng: np.random.Generator, amount: int = 14) -> list[int]:
     return [int(c) for c in np.clip(np.asarray(rgb) + rng.integers(-amount, amount + 1, 3), 0, 255)]
 
 
-def _colours(rng: np.random.Generator) -> dict:
-    """Foreground and background: two different named colours, each jittered a little."""
-    names = list(vocab.COLOURS)
-    fg, bg = (names[i] for i in rng.choice(len(names), size=2, replace=False))
-    return {"fg_name": fg, "bg_name": bg,
-            "fg": _jitter(vocab.COLOURS[fg], rng), "bg": _jitter(vocab.COLOURS[bg], rng)}
-
-
 def _pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
+
+
+def _background(rng: np.random.Generator, fg_name: str) -> str:
+    """A named background colour other than the foreground's."""
+    return _pick(rng, [c for c in vocab.COLOURS if c != fg_name])
+
+
+def _word(rng: np.random.Generator, word: str, synonyms) -> str:
+    """The class word, or now and then one of its synonyms."""
+    return _pick(rng, list(synonyms)) if synonyms and rng.random() < vocab.SYNONYM_RATE else word
+
+
+def _finish(caption: str, domain: str, rng: np.random.Generator) -> str:
+    """Web-style extras on some captions: a label in front ('preview: '), where the image is used
+    (' on a street sign') and a tail (', free clip art')."""
+    if rng.random() < vocab.PREFIX_RATE:
+        caption = f"{_pick(rng, vocab.PREFIXES)}: {caption}"
+    if rng.random() < vocab.CONTEXT_RATE:
+        caption = f"{caption} {_pick(rng, vocab.CONTEXTS[domain])}"
+    if rng.random() < vocab.SUFFIX_RATE:
+        caption = f"{caption}, {_pick(rng, vocab.SUFFIXES)}"
+    return caption
 
 
 @lru_cache(maxsize=1)
@@ -42,7 +62,7 @@ def _digit_glyphs() -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=None)
 def digit_indices(label: int, split: str) -> np.ndarray:
-    """scikit-learn digit samples of one class reserved for `split`: every third sample is held
+    """scikit-learn digit samples of one digit reserved for `split`: every third sample is held
     out for the test tasks ("eval"), the rest draw the pool ("pool"), so no pool image reuses a
     test image's handwriting."""
     _, target = _digit_glyphs()
@@ -65,66 +85,118 @@ class Domain:
         return self.mixed_format.format(c=self.classes[label])
 
 
+# --- shapes: colour × shape -------------------------------------------------------------------
+_SHAPE_CLASSES = list(product(vocab.SHAPE_COLOURS, vocab.SHAPES))  # (colour, shape)
+
+
 def _shape_sample(label, rng, split):
-    shape = list(vocab.SHAPES)[label]
-    colours = _colours(rng)
-    r = rng.uniform(0.2, 0.34)
-    return {"shape": shape, **colours,
-            "cx": rng.uniform(r + 0.04, 0.96 - r), "cy": rng.uniform(r + 0.04, 0.96 - r), "r": r,
-            "rot": 0.0 if shape == "circle" else rng.uniform(-15, 15)}
+    colour, shape = _SHAPE_CLASSES[label]
+    bg = _background(rng, colour)
+    if rng.random() < 0.5:  # small, at one of nine named places
+        size, r = "small", rng.uniform(0.17, 0.22)
+        position = _pick(rng, list(vocab.POSITIONS))
+        cx, cy = (c + rng.uniform(-0.03, 0.03) for c in vocab.POSITIONS[position])
+    else:  # large, centred
+        size, r, position = "large", rng.uniform(0.28, 0.34), "center"
+        cx, cy = (0.5 + rng.uniform(-0.04, 0.04) for _ in range(2))
+    return {"shape": shape, "fg_name": colour, "bg_name": bg, "size": size, "position": position,
+            "fg": _jitter(vocab.COLOURS[colour], rng), "bg": _jitter(vocab.COLOURS[bg], rng),
+            "cx": cx, "cy": cy, "r": r, "rot": 0.0 if shape == "circle" else rng.uniform(-15, 15)}
 
 
 def _shape_caption(p, rng):
-    return _pick(rng, vocab.SHAPE_TEMPLATES).format(
-        fg=p["fg_name"], bg=p["bg_name"], shape=_pick(rng, vocab.SHAPES[p["shape"]]))
+    obj = f"{p['fg_name']} {_word(rng, p['shape'], vocab.SHAPES[p['shape']])}"
+    text = _pick(rng, vocab.SHAPE_TEMPLATES).format(
+        obj=obj, a_obj=article(obj), a_size=article(p["size"]), fg=p["fg_name"], bg=p["bg_name"],
+        a_bg=article(p["bg_name"]), pos=vocab.POSITION_PHRASES[p["position"]])
+    return _finish(text, "shapes", rng)
+
+
+# --- digits: ink × digit ----------------------------------------------------------------------
+_DIGIT_CLASSES = list(product(vocab.INK, range(10)))  # (ink, digit)
 
 
 def _digit_sample(label, rng, split):
     images, _ = _digit_glyphs()
-    glyph = images[int(rng.choice(digit_indices(label, split)))]
-    ink, paper = _pick(rng, list(vocab.INK)), _pick(rng, list(vocab.PAPER))
-    scale = rng.uniform(0.6, 0.85)
-    return {"label": label, "glyph": glyph.astype(int).tolist(), "ink": ink, "paper": paper,
-            "fg": _jitter(vocab.INK[ink], rng, 10), "bg": _jitter(vocab.PAPER[paper], rng, 6),
+    ink, digit = _DIGIT_CLASSES[label]
+    glyph = images[int(rng.choice(digit_indices(digit, split)))]
+    paper = _pick(rng, list(vocab.PAPER))
+    size = "small" if rng.random() < 0.5 else "large"
+    scale = rng.uniform(0.5, 0.62) if size == "small" else rng.uniform(0.75, 0.9)
+    slant = _pick(rng, list(vocab.SLANTS))
+    return {"digit": digit, "glyph": glyph.astype(int).tolist(), "ink": ink, "paper": paper,
+            "size": size, "slant": slant, "rot": vocab.SLANTS[slant] + rng.uniform(-3, 3), "fg": _jitter(vocab.INK[ink], rng, 10), "bg": _jitter(vocab.PAPER[paper], rng, 6),
             "scale": scale, "cx": 0.5 + rng.uniform(-0.1, 0.1), "cy": 0.5 + rng.uniform(-0.1, 0.1)}
 
 
 def _digit_caption(p, rng):
-    return _pick(rng, vocab.DIGIT_TEMPLATES).format(
-        word=vocab.DIGIT_WORDS[p["label"]], num=p["label"], ink=p["ink"], paper=p["paper"])
+    text = _pick(rng, vocab.DIGIT_TEMPLATES).format(
+        word=vocab.DIGIT_WORDS[p["digit"]], num=p["digit"], ink=p["ink"], paper=p["paper"],
+        size=p["size"], a_size=article(p["size"]), slant=p["slant"], a_slant=article(p["slant"]))
+    return _finish(text, "digits", rng)
+
+
+# --- textures: colour pair × pattern ----------------------------------------------------------
+_TEXTURE_CLASSES = list(product(vocab.TEXTURE_PAIRS, vocab.TEXTURES))  # ((colour, colour), pattern)
 
 
 def _texture_sample(label, rng, split):
-    return {"pattern": list(vocab.TEXTURES)[label], **_colours(rng),
-            "period": rng.uniform(0.18, 0.33), "phase": rng.uniform(0, 1),
+    pair, pattern = _TEXTURE_CLASSES[label]
+    fg, bg = pair if rng.random() < 0.5 else pair[::-1]
+    scale = _pick(rng, list(vocab.TEXTURE_SCALES))
+    return {"pattern": pattern, "pair": list(pair), "fg_name": fg, "bg_name": bg, "scale": scale,
+            "fg": _jitter(vocab.COLOURS[fg], rng), "bg": _jitter(vocab.COLOURS[bg], rng),
+            "period": rng.uniform(*vocab.TEXTURE_SCALES[scale]), "phase": rng.uniform(0, 1),
             "seed": int(rng.integers(2**31))}
 
 
 def _texture_caption(p, rng):
-    return _pick(rng, vocab.TEXTURE_TEMPLATES).format(
-        fg=p["fg_name"], bg=p["bg_name"], pattern=_pick(rng, vocab.TEXTURES[p["pattern"]]))
+    pattern = _word(rng, p["pattern"], vocab.TEXTURES[p["pattern"]])
+    first, second = p["pair"] if rng.random() >= vocab.SYNONYM_RATE else p["pair"][::-1]
+    text = _pick(rng, vocab.TEXTURE_TEMPLATES).format(
+        obj=f"{first} and {second} {pattern}", pattern=pattern, fg=p["fg_name"], bg=p["bg_name"],
+        a_bg=article(p["bg_name"]), scale=p["scale"], a_scale=article(p["scale"]))
+    return _finish(text, "textures", rng)
+
+
+# --- arrows: colour × direction ---------------------------------------------------------------
+_ARROW_CLASSES = list(product(vocab.ARROW_COLOURS, vocab.ARROWS))  # (colour, direction)
 
 
 def _arrow_sample(label, rng, split):
-    name = list(vocab.ARROWS)[label]
-    return {"direction": name, **_colours(rng),
-            "angle": vocab.ARROWS[name][0] + rng.uniform(-8, 8),
-            "length": rng.uniform(0.6, 0.8), "width": rng.uniform(0.1, 0.16),
+    colour, direction = _ARROW_CLASSES[label]
+    bg = _background(rng, colour)
+    thick = "thin" if rng.random() < 0.5 else "thick"
+    width = rng.uniform(0.08, 0.11) if thick == "thin" else rng.uniform(0.15, 0.19)
+    length = _pick(rng, list(vocab.ARROW_LENGTHS))
+    return {"direction": direction, "fg_name": colour, "bg_name": bg, "thickness": thick,
+            "length_name": length,
+            "fg": _jitter(vocab.COLOURS[colour], rng), "bg": _jitter(vocab.COLOURS[bg], rng),
+            "angle": vocab.ARROWS[direction][0] + rng.uniform(-8, 8),
+            "length": rng.uniform(*vocab.ARROW_LENGTHS[length]), "width": width,
             "cx": 0.5 + rng.uniform(-0.06, 0.06), "cy": 0.5 + rng.uniform(-0.06, 0.06)}
 
 
 def _arrow_caption(p, rng):
-    return _pick(rng, vocab.ARROW_TEMPLATES).format(
-        fg=p["fg_name"], bg=p["bg_name"], dir=_pick(rng, vocab.ARROWS[p["direction"]][1]))
+    direction = p["direction"]
+    pointing = _word(rng, f"pointing {direction}", vocab.ARROWS[direction][1])
+    obj = f"{p['fg_name']} arrow {pointing}"
+    text = _pick(rng, vocab.ARROW_TEMPLATES).format(
+        obj=obj, a_obj=article(obj), fg=p["fg_name"], bg=p["bg_name"], a_bg=article(p["bg_name"]),
+        thick=p["thickness"], a_thick=article(p["thickness"]), dir=pointing,
+        a_length=article(p["length_name"]))
+    return _finish(text, "arrows", rng)
 
 
 DOMAINS: dict[str, Domain] = {
-    "shapes": Domain("shapes", list(vocab.SHAPES), vocab.SHAPE_PROMPTS,
-                     _shape_sample, draw.draw_shape, _shape_caption),
-    "digits": Domain("digits", vocab.DIGIT_WORDS, vocab.DIGIT_PROMPTS,
-                     _digit_sample, draw.draw_digit, _digit_caption, mixed_format="the digit {c}"),
-    "textures": Domain("textures", list(vocab.TEXTURES), vocab.TEXTURE_PROMPTS,
-                       _texture_sample, draw.draw_texture, _texture_caption),
-    "arrows": Domain("arrows", list(vocab.ARROWS), vocab.ARROW_PROMPTS,
-                     _arrow_sample, draw.draw_arrow, _arrow_caption),
+    "shapes": Domain("shapes", [f"{c} {s}" for c, s in _SHAPE_CLASSES], vocab.SHAPE_PROMPTS,
+                     _shape_sample, draw.draw_shape, _shape_caption, mixed_format="a {c} shape"),
+    "digits": Domain("digits", [f"{vocab.DIGIT_WORDS[d]} in {ink} ink" for ink, d in _DIGIT_CLASSES],
+                     vocab.DIGIT_PROMPTS, _digit_sample, draw.draw_digit, _digit_caption,
+                     mixed_format="the digit {c}"),
+    "textures": Domain("textures", [f"{a} and {b} {t}" for (a, b), t in _TEXTURE_CLASSES],
+                       vocab.TEXTURE_PROMPTS, _texture_sample, draw.draw_texture, _texture_caption,
+                       mixed_format="a pattern of {c}"),
+    "arrows": Domain("arrows", [f"{c} arrow pointing {d}" for c, d in _ARROW_CLASSES], vocab.ARROW_PROMPTS,
+                     _arrow_sample, draw.draw_arrow, _arrow_caption, mixed_format="a {c}"),
 }

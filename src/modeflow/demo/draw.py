@@ -87,8 +87,11 @@ def texture_mask(p: dict, size: int) -> np.ndarray:
         line = max(1.0, period / 5)
         return ((xx + shift) % period < line) | ((yy + shift) % period < line)
     if pattern == "speckles":
-        # its own generator: the speckles are part of the parameters, not of the caller's stream
-        return np.random.default_rng(p["seed"]).random((size, size)) < 0.5
+        # random cells a third of a period wide, so they survive downscaling to the model's size;
+        # their own generator: the speckles are part of the parameters, not of the caller's stream
+        cell = max(period / 3, 1.0)
+        cells = np.random.default_rng(p["seed"]).random((int(size // cell) + 1,) * 2) < 0.5
+        return cells[(yy // cell).astype(int), (xx // cell).astype(int)]
     raise ValueError(f"unknown pattern {pattern!r}")
 
 
@@ -104,10 +107,12 @@ def draw_texture(p: dict, size: int) -> np.ndarray:
 
 
 def draw_digit(p: dict, size: int) -> np.ndarray:
-    """p: glyph (8x8 ink levels 0..16 from scikit-learn), scale, cx, cy (fractions), fg ink, bg paper."""
+    """p: glyph (8x8 ink levels 0..16 from scikit-learn), scale, cx, cy (fractions), rot (degrees,
+    counter-clockwise; 0 when absent), fg ink, bg paper."""
     side = max(2, round(p["scale"] * size))
     glyph = Image.fromarray(np.asarray(p["glyph"], np.float32) / 16.0, mode="F")
-    ink = np.asarray(glyph.resize((side, side), Image.BILINEAR), np.float64).clip(0, 1)
+    glyph = glyph.resize((side, side), Image.BILINEAR).rotate(p.get("rot", 0.0), Image.BILINEAR)
+    ink = np.asarray(glyph, np.float64).clip(0, 1)
     canvas = np.zeros((size, size))
     x0 = min(max(round(p["cx"] * size - side / 2), 0), size - side)
     y0 = min(max(round(p["cy"] * size - side / 2), 0), size - side)

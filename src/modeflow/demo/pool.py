@@ -5,7 +5,9 @@ Output directory (written atomically):
     urls.parquet            uid, url, caption: all the pipeline reads
     ground_truth.parquet    uid, row, domain, label, noise, duplicate_of: for scoring only
     tasks/<name>/           held-out clip_benchmark wds tasks (one per domain, mixed, retrieval)
-    demo.json               parameters, counts, class names, tasks
+    demo.json               parameters, counts, class names, tasks, and the pool's structure
+                            (classes per domain, caption repeat rate, same-class partners per
+                            one-domain batch: modeflow.demo.structure)
 Pool and held-out images come from separate random streams of the seed (and held-out digits from
 separate scikit-learn samples), and a held-out image is never byte-identical to a pool image.
 """
@@ -28,6 +30,7 @@ from modeflow.common.uids import derive_uid
 from . import vocab
 from .domains import DOMAINS, Domain
 from .noise import NOISE_KINDS, corrupt_bytes, encode_png, noise_counts, squash, tiny_side
+from .structure import pool_structure
 from .wds import write_classification_task, write_retrieval_task
 
 URL_PREFIX = f"http://{DEMO_HOST}/images/"
@@ -82,13 +85,16 @@ def _validate(num_samples, domains, image_size, noise_fraction, eval_images_per_
 
 def _plan_rows(rng, num_samples, domains: list[Domain], counts: dict[str, int]) -> list[_Row]:
     """Kind, domain and class of every row, in urls.parquet order. Domains are spread evenly over
-    every kind and classes evenly within each domain; then the rows are shuffled."""
+    every kind, and classes evenly over each (domain, kind) — so the clean rows hold every class
+    once a domain has as many clean rows as classes; then the rows are shuffled."""
     kinds = np.repeat(list(counts), list(counts.values()))
     dom = np.arange(num_samples) % len(domains)
     labels = np.zeros(num_samples, dtype=int)
     for d, domain in enumerate(domains):
-        where = np.flatnonzero(dom == d)
-        labels[where] = rng.permutation(np.arange(len(where)) % len(domain.classes))
+        for kind in counts:
+            where = np.flatnonzero((dom == d) & (kinds == kind))
+            n = len(domain.classes)
+            labels[where] = rng.permutation((np.arange(len(where)) + int(rng.integers(n))) % n)
     order = rng.permutation(num_samples)
     rows = [_Row(str(kinds[i]), domains[dom[i]], int(labels[i])) for i in order]
     # A duplicate copies a clean row's image: it takes that row's domain and class.
@@ -176,11 +182,15 @@ def _build_pool(out: Path, rng, rows: list[_Row], domains, image_size, images: _
         "duplicate_of": pa.array(
             [None if row.duplicate_of is None else uids[row.duplicate_of] for row in rows], pa.string()),
     }), out / "ground_truth.parquet")
+    clean = [row for row in rows if row.kind == "clean"]
     return {
         "rows": len(rows),
         "images_written": sum(row.data is not None for row in rows),
         "per_domain": {d.name: sum(row.domain is d for row in rows) for d in domains},
         "per_noise": {kind: sum(row.kind == kind for row in rows) for kind in ("clean", *NOISE_KINDS)},
+        "structure": pool_structure([row.caption for row in clean], [row.domain.name for row in clean],
+                                    [row.domain.classes[row.label] for row in clean],
+                                    {d.name: d.classes for d in domains}),
     }
 
 
@@ -229,7 +239,7 @@ def _build_tasks(out: Path, seed, domains: list[Domain], image_size, per_class, 
 
 def generate_demo_pool(out_dir, *, seed: int = 0, num_samples: int = 12000,
                        domains=("shapes", "digits", "textures", "arrows"), image_size: int = 64,
-                       noise_fraction: float = 0.2, eval_images_per_class: int = 40,
+                       noise_fraction: float = 0.2, eval_images_per_class: int = 10,
                        retrieval_pairs: int = 400) -> dict:
     """Build the demo pool into `out_dir` (replaced atomically); return the summary in demo.json."""
     domains = list(domains)

@@ -1,9 +1,14 @@
-"""Words of the demo pool: colours, per-domain caption templates and synonyms, noise captions.
+"""Words of the demo pool: colours, the attributes each domain's classes compose, caption
+templates and synonyms, zero-shot prompts, and the noise captions.
 
-Every domain's templates repeat a few domain words (shape / handwritten digit / pattern / arrow),
-so a sentence embedder puts the domains in separate clusters, while synonyms and template choice
-keep captions varied. Clean captions have at least three words and six characters and read as
-English to fastText; tests/test_demo.py checks all three on generated pools.
+A class is a composition of two attributes (colour × shape, ink × digit, colour × direction,
+colour pair × pattern), so every domain has dozens of concepts. Captions add further attributes
+that are not part of the class (background, size, position, thickness, scale, paper) in varied
+templates, with an occasional synonym and web-style suffix, so exact caption repeats are rare.
+Every template names its domain (a shape name, "handwritten", "arrow", "pattern" / "texture"), so
+a sentence embedder still puts the domains in separate clusters. Clean captions have at least
+three words and six characters, read as English to fastText and fit the tiny model's 32-token
+context; tests/test_demo.py checks all of this on generated pools.
 """
 
 from __future__ import annotations
@@ -22,80 +27,143 @@ COLOURS = {
     "brown": (120, 70, 30),
     "gray": (128, 128, 128),
 }
-PAPER = {"white": (250, 250, 248), "cream": (245, 235, 205), "gray": (215, 215, 215)}
-INK = {"black": (20, 20, 25), "blue": (25, 40, 140), "dark gray": (70, 70, 70)}
 
-SHAPES = {
-    "circle": ["circle", "round circle", "disc"],
-    "square": ["square", "box shape", "square"],
-    "triangle": ["triangle", "triangle"],
-    "star": ["star", "five pointed star"],
-    "cross": ["cross", "plus sign"],
-    "diamond": ["diamond", "rhombus"],
+# Web-style extras around the description: alt text often starts with a label, says where the
+# image is used (words no pixel shows) and ends with the kind of file or licence.
+PREFIXES = ["thumbnail", "preview", "image", "sample", "new", "gallery"]
+PREFIX_RATE = 0.3
+CONTEXTS = {  # per domain: where such an image would be used
+    "shapes": ["for a kids learning game", "from a set of icons", "on a school worksheet",
+               "used as a logo", "for a presentation slide", "on a sticker", "for a board game",
+               "in a coloring book"],
+    "digits": ["from a handwriting dataset", "on a school worksheet", "written in a notebook",
+               "from a scanned form", "on a postal envelope", "from a math homework page",
+               "on a sticky note", "from an old letter"],
+    "textures": ["for a summer dress", "on a tablecloth", "for a website background",
+                 "on gift wrap paper", "on a scarf", "for a phone case", "on a bed sheet",
+                 "for a cushion cover"],
+    "arrows": ["for a website button", "on a street sign", "in an app menu", "for a slide deck",
+               "on a map", "on a parking lot sign", "in a user manual", "on a floor marking"],
 }
-SHAPE_TEMPLATES = [
-    "a {fg} {shape} on a {bg} background",
-    "a simple drawing of a {fg} {shape} shape",
-    "flat vector graphic of a {fg} {shape} shape",
-    "a geometric shape: a {fg} {shape} over {bg}",
-    "an illustration of a {fg} {shape} shape icon",
-    "clip art of a geometric {shape} in {fg} on {bg}",
-    "the outline of a {shape} shape filled with {fg}",
+CONTEXT_RATE = 0.5
+SUFFIXES = ["stock illustration", "free clip art", "vector image", "royalty free image",
+            "high resolution image", "printable picture", "digital art", "flat design",
+            "free download", "hd image"]
+SUFFIX_RATE = 0.4
+SYNONYM_RATE = 0.2  # share of attribute mentions that use a synonym instead of the class word
+
+# --- shapes: colour × shape -------------------------------------------------------------------
+SHAPE_COLOURS = ["red", "green", "blue", "yellow", "purple", "pink", "black", "white"]
+SHAPES = {  # class word → synonyms
+    "circle": ["disc", "round dot"],
+    "square": ["box"],
+    "triangle": ["three sided polygon"],
+    "star": ["five pointed star"],
+    "cross": ["plus sign"],
+    "diamond": ["rhombus"],
+}
+# Where a small shape sits: name → (cx, cy) as fractions of the side; large ones are centred.
+POSITIONS = {
+    "top left": (0.28, 0.28), "top": (0.5, 0.28), "top right": (0.72, 0.28),
+    "left": (0.28, 0.5), "center": (0.5, 0.5), "right": (0.72, 0.5),
+    "bottom left": (0.28, 0.72), "bottom": (0.5, 0.72), "bottom right": (0.72, 0.72),
+}
+POSITION_PHRASES = {
+    "top left": "in the top left corner", "top": "at the top", "top right": "in the top right corner",
+    "left": "on the left", "center": "in the center", "right": "on the right",
+    "bottom left": "in the bottom left corner", "bottom": "at the bottom",
+    "bottom right": "in the bottom right corner",
+}
+SHAPE_TEMPLATES = [  # {obj}: "red circle" (colour and shape word), {a_obj}: with its article
+    "{a_size} {obj} on {a_bg} background",
+    "a simple drawing of {a_obj} shape {pos}",
+    "flat vector graphic of {a_size} {obj} shape on {bg}",
+    "a geometric shape: {a_obj} over {bg}",
+    "{a_obj} shape icon {pos}, {bg} background",
+    "clip art of {a_size} {obj} {pos}",
+    "{a_size} {obj}, a solid shape on plain {bg}",
+    "{a_bg} background with {a_size} {obj} shape {pos}",
+    "an icon of {a_obj} drawn on {bg}",
+    "{a_size} {obj} shape, {fg} on {bg}",
 ]
 SHAPE_PROMPTS = ["a {c}.", "a drawing of a {c}.", "a {c} shape.", "a geometric {c} shape."]
 
+# --- digits: ink × digit ----------------------------------------------------------------------
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-DIGIT_TEMPLATES = [
-    "a handwritten digit {word}",
-    "scanned handwriting of the number {num}",
-    "the number {word} written by hand",
-    "a low resolution scan of a handwritten {num}",
-    "handwritten numeral {num} in {ink} ink on {paper} paper",
-    "a handwritten {word}, a sample for digit recognition",
-    "the digit {num} written with a pen",
+INK = {"black": (20, 20, 25), "blue": (25, 45, 170), "red": (190, 25, 25), "green": (20, 120, 40)}
+PAPER = {"white": (250, 250, 248), "cream": (245, 235, 205), "gray": (210, 210, 210),
+         "yellow": (250, 240, 160)}
+SLANTS = {"upright": 0.0, "slanted left": 14.0, "slanted right": -14.0}  # degrees, counter-clockwise
+DIGIT_TEMPLATES = [  # {word}: "seven", {num}: "7"
+    "a handwritten {word} in {ink} ink on {paper} paper",
+    "the number {word} in {ink} ink, written by hand, {slant}",
+    "scanned handwriting of the number {num} in {ink} ink on {paper} paper",
+    "{a_size} handwritten digit {word} in {ink} ink, {slant}",
+    "handwritten numeral {num} in {ink} ink on {paper} paper, {size}",
+    "the digit {word} in {ink} ink on a sheet of {paper} paper",
+    "a low resolution scan of {a_size} handwritten {num} in {ink} ink",
+    "{ink} ink handwriting of the digit {word}, {slant}, on {paper} paper",
+    "a handwritten {word} in {ink} ink, a sample for digit recognition",
+    "{paper} paper with {a_size} handwritten {word} in {ink} ink",
+    "{a_slant} handwritten {word} in {ink} ink",
+    "{a_size}, {slant} digit {word} in {ink} ink written by hand",
 ]
-DIGIT_PROMPTS = ["a handwritten digit {c}.", "the number {c} written by hand.",
-                 "a scan of the handwritten number {c}."]
+DIGIT_PROMPTS = ["a handwritten {c}.", "the number {c}, written by hand.", "a scan of a handwritten {c}."]
 
-TEXTURES = {
-    "horizontal stripes": ["horizontal stripes", "horizontal bands"],
-    "vertical stripes": ["vertical stripes", "vertical bands"],
-    "diagonal stripes": ["diagonal stripes", "slanted stripes"],
-    "checkerboard": ["checkerboard", "checkered squares", "chess board"],
-    "polka dots": ["polka dots", "round spots"],
-    "grid": ["grid", "grid of thin lines"],
-    "speckles": ["speckles", "random speckles", "static noise"],
+# --- arrows: colour × direction ---------------------------------------------------------------
+ARROW_COLOURS = ["red", "green", "blue", "yellow", "purple", "black"]
+ARROWS = {  # direction → (angle in degrees, synonyms of "pointing <direction>")
+    "up": (90, ["pointing upwards", "pointing to the top"]),
+    "down": (270, ["pointing downwards", "pointing to the bottom"]),
+    "left": (180, ["pointing to the left"]),
+    "right": (0, ["pointing to the right"]),
+    "up and right": (45, ["pointing to the upper right corner"]),
+    "up and left": (135, ["pointing to the upper left corner"]),
+    "down and left": (225, ["pointing to the lower left corner"]),
+    "down and right": (315, ["pointing to the lower right corner"]),
 }
-TEXTURE_TEMPLATES = [
-    "a repeating pattern of {pattern} in {fg} and {bg}",
-    "a seamless texture with {pattern}",
-    "a {fg} and {bg} background texture of {pattern}",
-    "fabric with a printed pattern of {pattern}",
-    "an abstract wallpaper pattern with {pattern}",
-    "close up of a textile texture showing {pattern}",
-    "the pattern of this tile is {pattern}",
+ARROW_TEMPLATES = [  # {obj}: "red arrow pointing up"
+    "{a_obj} on {a_bg} background",
+    "{a_thick} {obj}",
+    "a direction sign: {a_obj} on {bg}",
+    "{a_obj}, {thick} line, {bg} background",
+    "a simple arrow drawing of {a_thick} {obj}",
+    "road sign with {a_obj} over {bg}",
+    "{a_thick} arrow in {fg} on {bg}, {dir}",
+    "an arrow icon: {a_obj}",
+    "{a_bg} background with {a_thick} {obj}",
+    "{a_length} {obj}, drawn with {a_thick} line",
+    "{a_length}, {thick} {obj} on {bg}",
 ]
-TEXTURE_PROMPTS = ["a pattern of {c}.", "a texture of {c}.", "a background with {c}."]
+ARROW_LENGTHS = {"short": (0.5, 0.6), "long": (0.72, 0.85)}  # fraction of the side
+ARROW_PROMPTS = ["a {c}.", "a picture of a {c}.", "a sign with a {c}."]
 
-ARROWS = {  # class name → (angle in degrees, caption phrases for the direction)
-    "arrow pointing up": (90, ["up", "upwards", "to the top"]),
-    "arrow pointing down": (270, ["down", "downwards", "to the bottom"]),
-    "arrow pointing left": (180, ["left", "to the left"]),
-    "arrow pointing right": (0, ["right", "to the right"]),
-    "arrow pointing up and right": (45, ["up and to the right", "to the upper right corner"]),
-    "arrow pointing up and left": (135, ["up and to the left", "to the upper left corner"]),
-    "arrow pointing down and left": (225, ["down and to the left", "to the lower left corner"]),
-    "arrow pointing down and right": (315, ["down and to the right", "to the lower right corner"]),
+# --- textures: colour pair × pattern ----------------------------------------------------------
+TEXTURE_PAIRS = [("red", "white"), ("blue", "yellow"), ("black", "white"), ("green", "pink"),
+                 ("purple", "orange"), ("black", "yellow")]
+TEXTURES = {  # class word → synonyms
+    "horizontal stripes": ["horizontal bands"],
+    "vertical stripes": ["vertical bands"],
+    "diagonal stripes": ["slanted stripes"],
+    "checkerboard": ["checkered squares"],
+    "polka dots": ["round spots"],
+    "grid": ["grid of thin lines"],
+    "speckles": ["random speckles"],
 }
-ARROW_TEMPLATES = [
-    "a {fg} arrow pointing {dir}",
-    "an arrow sign that points {dir}",
-    "a direction arrow icon pointing {dir} on {bg}",
-    "a thick {fg} arrow that shows the way {dir}",
-    "a simple arrow drawing, the arrow points {dir}",
-    "a {fg} arrow on a {bg} background pointing {dir}",
+TEXTURE_TEMPLATES = [  # {obj}: "red and white polka dots"; {fg} / {bg}: which colour is which
+    "a repeating pattern of {obj}",
+    "a seamless texture with {scale} {fg} {pattern} on {bg}",
+    "fabric with a printed pattern of {obj}",
+    "{obj}, {a_scale} repeating pattern",
+    "an abstract wallpaper pattern with {scale} {obj}",
+    "close up of a textile texture showing {obj}",
+    "the pattern of this tile is {obj}",
+    "{fg} {pattern} on {a_bg} background texture",
+    "a pattern of {obj}",
+    "{a_scale} texture of {obj}",
 ]
-ARROW_PROMPTS = ["an {c}.", "a picture of an {c}.", "a sign with an {c}."]
+TEXTURE_PROMPTS = ["a pattern of {c}.", "a texture of {c}.", "fabric with {c}."]
+TEXTURE_SCALES = {"fine": (0.16, 0.22), "large": (0.28, 0.38)}  # period as a fraction of the side
 
 # The mixed task names classes of every domain in one list; these prompts fit all of them.
 MIXED_PROMPTS = ["a picture of {c}.", "an image showing {c}.", "{c}."]
@@ -134,3 +202,8 @@ FOREIGN = {
 
 # Too short for DataComp's basic filter (> 2 words and > 5 characters).
 SHORT = ["img", "photo", "pic", "image", "jpg", "DSC", "icon", "thumb", "file", "img 2", "pic 1"]
+
+
+def article(phrase: str) -> str:
+    """'a red circle', 'an orange square': the indefinite article for a phrase."""
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase

@@ -32,7 +32,8 @@ def plot_weights_heatmap(weights_json: str | Path, png: str | Path, variant: str
         for (row, col), value in np.ndenumerate(grid):
             ax.text(col, row, f"{value:.2f}", ha="center", va="center",
                     color="black" if value > 0.6 else "white", fontsize=8)
-        ax.set_title(f"MoDE ensemble weights ({variant})")
+        formula = (weights[tasks[0]].get("arms") or {}).get(variant)
+        ax.set_title(f"MoDE ensemble weights ({variant}{': ' + formula if formula else ''})")
         fig.colorbar(image, ax=ax, shrink=0.8)
 
 

@@ -27,7 +27,7 @@ from modeflow.cluster.model import load_cluster_model
 from modeflow.common.errors import InputDataError
 from modeflow.common.names import expert_name
 from modeflow.common.vectors import normalize_rows
-from modeflow.ensemble.arms import ROUTING_VARIANTS
+from modeflow.ensemble.arms import SHARP, SHARP_ARM, routing_arms
 from modeflow.ensemble.saved_weights import query_weights_file, write_task_weights
 from modeflow.evaluate.tasks import Task, fill_template, load_task, task_captions
 
@@ -81,14 +81,14 @@ def code_alpha_beta(num_classes: int) -> tuple[float, float]:
 
 
 def mode_weights_code(class_emb: np.ndarray, fine_centers: np.ndarray, fine_to_coarse: np.ndarray,
-                      num_experts: int) -> np.ndarray:
+                      num_experts: int, temperature: float = CODE_TEMPERATURE) -> np.ndarray:
     """MoDE code's weights: s_c = Σ_{l: g(l)=c} exp((β − d_l)·α), 0 for experts no class maps to;
-    w = softmax(s / 8)."""
+    w = softmax(s / 8). Another `temperature` gives the routing-sharpness arm (mode_sharp)."""
     dist, fine = nearest_fine(class_emb, fine_centers)
     alpha, beta = code_alpha_beta(len(dist))
     s = np.bincount(np.asarray(fine_to_coarse)[fine], weights=np.exp((beta - dist) * alpha),
                     minlength=num_experts)
-    return _softmax(s / CODE_TEMPERATURE)
+    return _softmax(s / temperature)
 
 
 def mode_weights_paper(class_emb: np.ndarray, fine_centers: np.ndarray, fine_to_coarse: np.ndarray,
@@ -107,14 +107,18 @@ def mode_weights_paper(class_emb: np.ndarray, fine_centers: np.ndarray, fine_to_
 
 
 def route_queries(query_emb: np.ndarray, fine_centers: np.ndarray, fine_to_coarse: np.ndarray,
-                  num_experts: int, variant: str = "code") -> np.ndarray:
+                  num_experts: int, variant: str = "code", temperature: float | None = None) -> np.ndarray:
     """Weights (T, n) routing each query (caption) alone, i.e. as a task of C = 1 class.
-    Vectorised form of mode_weights_* applied row by row."""
+    Vectorised form of mode_weights_* applied row by row; variant "sharp" is "code" with the
+    softmax `temperature` given."""
     dist, fine = nearest_fine(query_emb, fine_centers)
     expert = np.asarray(fine_to_coarse)[fine]
-    if variant == "code":
+    if variant in ("code", SHARP):
+        if variant == SHARP and temperature is None:
+            raise ValueError("the sharp routing variant needs a temperature")
         alpha, beta = code_alpha_beta(1)
-        score, temperature = np.exp((beta - dist) * alpha), CODE_TEMPERATURE
+        score = np.exp((beta - dist) * alpha)
+        temperature = CODE_TEMPERATURE if variant == "code" else temperature
     elif variant == "paper":
         score, temperature = np.exp(-dist ** 2 / PAPER_LAMBDA) * math.exp(0.5 - 1.0), 1.0
     else:
@@ -127,31 +131,43 @@ def route_queries(query_emb: np.ndarray, fine_centers: np.ndarray, fine_to_coars
 # --- per task ---------------------------------------------------------------------------------
 
 
-def _classification_entry(task: Task, encoder, args: tuple) -> dict:
+def _class_weights(formula: str, emb: np.ndarray, args: tuple, temperature: float | None) -> np.ndarray:
+    if formula == "paper":
+        return mode_weights_paper(emb, *args)
+    return mode_weights_code(emb, *args, **({"temperature": temperature} if formula == SHARP else {}))
+
+
+def _classification_entry(task: Task, encoder, args: tuple, arms: Mapping[str, str],
+                          temperature: float | None) -> dict:
     emb = class_embeddings(encoder, task.classnames, task.templates)
-    w = {"mode": mode_weights_code(emb, *args), "mode_paper": mode_weights_paper(emb, *args)}
+    w = {arm: _class_weights(formula, emb, args, temperature) for arm, formula in arms.items()}
     return {"kind": task.kind, "num_classes": len(task.classnames), **{k: v.tolist() for k, v in w.items()}}
 
 
-def _retrieval_entry(task: Task, encoder, args: tuple) -> tuple[dict, dict]:
+def _retrieval_entry(task: Task, encoder, args: tuple, arms: Mapping[str, str],
+                     temperature: float | None) -> tuple[dict, dict]:
     """(per-caption weights {arm: (T, n)}, weights.json entry)."""
     # captions in the order evaluate_model saves them (text_to_image order): run_ensemble checks the count
     captions = task_captions(task)
     emb = _normalize(encoder.encode(captions, ENCODE_BATCH))
-    w = {arm: route_queries(emb, *args, variant=variant) for arm, variant in ROUTING_VARIANTS.items()}
+    w = {arm: route_queries(emb, *args, variant=formula, temperature=temperature) for arm, formula in arms.items()}
     entry = {"kind": task.kind, "num_queries": len(captions), "routing": "per caption (C = 1)",
-             "note": "mode / mode_paper are the per-caption weights averaged over captions",
+             "note": f"{' / '.join(arms)} are the per-caption weights averaged over captions",
              "query_weights": {arm: query_weights_file(task.name, arm) for arm in w}}
     return w, {**entry, **{k: v.mean(axis=0).tolist() for k, v in w.items()}}
 
 
 def compute_task_weights(tasks: Sequence[str | Path], cluster_dir: str | Path | Mapping, encoder,
-                         out_dir: str | Path) -> dict:
-    """MoDE's routing, once per task: both variants' expert weights from the task's class names
-    (classification) or each caption (retrieval), embedded with the clustering encoder. Needs no
-    expert and no evaluation.
+                         out_dir: str | Path, *, weights: str = "code",
+                         sharp_temperature: float | None = None) -> dict:
+    """MoDE's routing, once per task: every weighted arm's expert weights (modeflow.ensemble.arms.
+    routing_arms: `mode` with the formula `weights` chooses, the other formula, and mode_sharp when a
+    `sharp_temperature` is given) from the task's class names (classification) or each caption
+    (retrieval), embedded with the clustering encoder. Needs no expert and no evaluation.
 
-    Writes them in out_dir (modeflow.ensemble.saved_weights); returns the weights.json content."""
+    Writes them in out_dir (modeflow.ensemble.saved_weights); returns the weights.json content,
+    whose entries record their arms' formulas (`arms`) and the sharp temperature."""
+    arms = routing_arms(weights, sharp_temperature)
     cluster = load_cluster_model(cluster_dir)
     args = (cluster.fine_centers, cluster.fine_to_coarse, cluster.num_experts)
     experts = [expert_name(i) for i in range(cluster.num_experts)]
@@ -163,9 +179,10 @@ def compute_task_weights(tasks: Sequence[str | Path], cluster_dir: str | Path | 
     weights_json, query_weights = {}, {}
     for task in loaded_tasks:
         if task.kind == "classification":
-            entry = _classification_entry(task, encoder, args)
+            entry = _classification_entry(task, encoder, args, arms, sharp_temperature)
         else:
-            query_weights[task.name], entry = _retrieval_entry(task, encoder, args)
-        weights_json[task.name] = {**entry, "experts": experts}
+            query_weights[task.name], entry = _retrieval_entry(task, encoder, args, arms, sharp_temperature)
+        weights_json[task.name] = {**entry, "experts": experts, "arms": arms,
+                                   **({"sharp_temperature": sharp_temperature} if SHARP_ARM in arms else {})}
     write_task_weights(out_dir, weights_json, query_weights)
     return weights_json

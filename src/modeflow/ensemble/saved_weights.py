@@ -1,6 +1,6 @@
 """The routing step's saved weights, which the combining step reads instead of embedding any text.
 
-    <dir>/weights.json                        {task: {kind, experts, mode, mode_paper, ...}}
+    <dir>/weights.json                        {task: {kind, experts, arms, mode, mode_paper, ...}}
     <dir>/query_weights/<task>.<arm>.npy      retrieval only: per-caption weights (T, n), float64
 
 weights.json is written last, so one on disk means its query weights are complete.
@@ -16,7 +16,7 @@ import numpy as np
 
 from modeflow.common.atomic import save_npy, write_json
 from modeflow.common.errors import InputDataError
-from modeflow.ensemble.arms import ROUTING_VARIANTS
+from modeflow.ensemble.arms import entry_arms
 from modeflow.evaluate.tasks import Task
 
 WEIGHTS_JSON = "weights.json"
@@ -65,9 +65,10 @@ def read_task_weights(weights_dir: str | Path, tasks: Sequence[Task],
         if entry.get("kind") != task.kind:
             raise InputDataError(f"{path}: task {task.name!r} is {task.kind} but its weights are for "
                                  f"a {entry.get('kind')} task")
-        if any(len(entry.get(arm, [])) != len(experts) for arm in ROUTING_VARIANTS):
-            raise InputDataError(f"{path}: task {task.name!r} needs {len(experts)} weights per variant "
-                                 f"({', '.join(ROUTING_VARIANTS)})")
+        arms = entry_arms(entry)
+        if "mode" not in arms or any(len(entry.get(arm, [])) != len(experts) for arm in arms):
+            raise InputDataError(f"{path}: task {task.name!r} needs {len(experts)} weights per weighted arm "
+                                 f"({', '.join(arms)}), `mode` among them")
         entries[task.name] = entry
     return entries
 
@@ -82,10 +83,10 @@ def arm_weights(entry: dict, weights_dir: str | Path, task: Task, outputs: Mappi
         if entry.get("num_classes") != num_classes:
             raise InputDataError(f"{where}: task {task.name!r} was weighted for {entry.get('num_classes')} "
                                  f"classes but the saved logits have {num_classes}")
-        return {arm: np.asarray(entry[arm], dtype=np.float64) for arm in ROUTING_VARIANTS}
+        return {arm: np.asarray(entry[arm], dtype=np.float64) for arm in entry_arms(entry)}
     num_texts, num_experts = len(outputs["text_to_image"]), len(entry["experts"])
     weights = {}
-    for arm in ROUTING_VARIANTS:
+    for arm in entry_arms(entry):
         path = weights_dir / entry.get("query_weights", {}).get(arm, query_weights_file(task.name, arm))
         if not path.is_file():
             raise InputDataError(f"{path} is missing (listed by {where} for task {task.name!r})")

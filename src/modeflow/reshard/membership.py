@@ -22,11 +22,16 @@ def _mix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
+def uid_hash(seed: int, pairs: np.ndarray, salt: int) -> np.ndarray:
+    """A uint64 per uid from a hash of (seed, uid, salt): depends on nothing else (not the row
+    order, the chunking or the clustering)."""
+    with np.errstate(over="ignore"):
+        key = np.uint64(seed % 2**64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(salt % 2**64)
+        x = _mix64(pairs["f0"] ^ _mix64(np.full(len(pairs), key, dtype=np.uint64)))
+        return _mix64(x ^ pairs["f1"])
+
+
 def ooc_draw(seed: int, pairs: np.ndarray, expert: int) -> np.ndarray:
     """Uniform [0, 1) per uid from a hash of (seed, uid, expert): the out-of-cluster decision
     depends on nothing else, so chunking and parallelism cannot change it."""
-    with np.errstate(over="ignore"):
-        key = np.uint64(seed % 2**64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(expert)
-        x = _mix64(pairs["f0"] ^ _mix64(np.full(len(pairs), key, dtype=np.uint64)))
-        x = _mix64(x ^ pairs["f1"])
-    return (x >> np.uint64(11)).astype(np.float64) / 2.0**53
+    return (uid_hash(seed, pairs, expert) >> np.uint64(11)).astype(np.float64) / 2.0**53

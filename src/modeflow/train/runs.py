@@ -3,7 +3,10 @@
 The schedule (docs/method.md §4): one T-epoch cosine schedule. The seed trains epochs [0, S) on all
 kept data; each of the n experts resumes from the seed (weights, optimizer, scaler, epoch) and
 trains [S, T) on its own cluster; the dense baseline resumes from the seed too and trains n·(T−S)
-epochs on all data with the tail [S, T) of the schedule stretched over them. Every run uses the
+epochs on all data with the tail [S, T) of the schedule stretched over them. The control arms
+(train.control_arms) resume from the seed as well: `dense_1x` trains [S, T) on all kept data (the
+paper's dense baseline: T epochs in all, 1x cost), each random-split expert `random_NN` trains
+[S, T) on its share of a random partition with the clusters' sizes. Every run uses the
 same samples per epoch (open_clip_train's --train-num-samples over resampled shards), so steps per
 epoch match whatever the cluster size.
 
@@ -18,10 +21,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from modeflow.common.errors import ConfigError
-from modeflow.common.names import DENSE_MODEL, SEED_MODEL, expert_model
+from modeflow.common.names import (CONTROL_ARMS, DENSE_1X_MODEL, DENSE_MODEL, RANDOM_SPLIT, SEED_MODEL,
+                                   expert_model, random_model)
 from modeflow.train.recipe import samples_per_epoch, steps_per_epoch, train_flops_per_sample
 
 
@@ -48,10 +52,16 @@ class RunPlan:
         return {**asdict(self), "run_epochs": self.run_epochs}
 
 
-def plan_runs(cfg: Mapping, *, num_experts: int, samples_per_epoch: int) -> dict[str, RunPlan]:
-    """"seed", "expert_00".."expert_{n-1}" and (if cfg["dense"]) "dense", keyed by name."""
+def plan_runs(cfg: Mapping, *, num_experts: int, samples_per_epoch: int,
+              control_arms: Sequence[str] = ()) -> dict[str, RunPlan]:
+    """"seed", "expert_00".."expert_{n-1}", (if cfg["dense"]) "dense", then the runs of the
+    `control_arms` asked for ("random_00".."random_{n-1}" for random_split, "dense_1x"), keyed by
+    name."""
     if num_experts < 1:
         raise ConfigError(f"cluster.num_experts: need at least one expert, got {num_experts}")
+    unknown = sorted(set(control_arms) - set(CONTROL_ARMS))
+    if unknown:
+        raise ConfigError(f"train.control_arms: unknown arm(s) {unknown}; known: {list(CONTROL_ARMS)}")
     T, S = cfg["schedule_epochs"], cfg["seed_epochs"]
     steps = steps_per_epoch(samples_per_epoch, cfg["batch_size"], cfg["workers"])
     per_sample = train_flops_per_sample(cfg["model"])
@@ -68,6 +78,11 @@ def plan_runs(cfg: Mapping, *, num_experts: int, samples_per_epoch: int) -> dict
         runs[expert_model(i)] = plan(expert_model(i), S, T)
     if cfg.get("dense", True):
         runs[DENSE_MODEL] = plan(DENSE_MODEL, S, S + num_experts * (T - S))
+    if RANDOM_SPLIT in control_arms:  # trained exactly as the experts, on other data
+        for i in range(num_experts):
+            runs[random_model(i)] = plan(random_model(i), S, T)
+    if DENSE_1X_MODEL in control_arms:  # the seed continued to the end of its own schedule
+        runs[DENSE_1X_MODEL] = plan(DENSE_1X_MODEL, S, T)
     return runs
 
 
