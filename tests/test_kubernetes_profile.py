@@ -66,7 +66,8 @@ def test_dry_run_plans_tiny_demo_with_gpu_requests(s3, tmp_path):  # noqa: F811
     jobs = job_resources(output)
     # the whole demo is planned: 4 experts + seed + dense trained and evaluated
     assert {"train", "evaluate", "clip_score"} <= set(jobs), (sorted(jobs), output[-3000:])
-    assert len(jobs["train"]) == 6 and len(jobs["evaluate"]) == 6
+    # seed, 4 experts, dense; the control arms: 4 random-split experts, dense_1x
+    assert len(jobs["train"]) == 11 and len(jobs["evaluate"]) == 11
     for rule in GPU_RULES:
         for res in jobs[rule]:
             assert res["gpu"] == "1" and res["gpu_manufacturer"] == "nvidia", (rule, res)

@@ -15,7 +15,7 @@ def test_training_jobs_request_the_documented_resources(tmp_path, gpus, nodes):
     config = write_config(tmp_path / "tiny.yaml", {"train.gpus": gpus, "train.nodes": nodes, "evaluate.gpus": 1})
     proc = run_snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"), "all", configfile=config)
     jobs = job_resources(proc.stdout)
-    assert len(jobs["train"]) == 6
+    assert len(jobs["train"]) == 11  # seed, 4 experts, dense, 4 random-split experts, dense_1x
     for res in jobs["train"]:
         assert res["slurm_partition"] == "gpu" and res["gpu"] == str(gpus * nodes) and res["nodes"] == str(nodes)
         assert ("mpi" in res) == (nodes > 1)  # several nodes: the launcher's own srun, one torchrun per node

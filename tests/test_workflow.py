@@ -69,7 +69,11 @@ def test_dry_run_plans_every_stage(tmp_path):
                         ("reshard_part", 3), ("reshard_expert", 4), ("reshard_summary", 1),
                         # the seed's pooled data (basic_dedup) and the dense model's (basic_dedup_clip)
                         ("reshard_pooled_part", 6), ("reshard_pooled", 2), ("clip_score", 3),
-                        ("train", 6), ("evaluate", 6), ("ensemble_weights", 1), ("ensemble", 1),
+                        # the control arms (the demo runs both): the random split's one partition job,
+                        # its index per chunk and shards per expert
+                        ("random_split", 1), ("reshard_random_part", 3), ("reshard_random_expert", 4),
+                        # seed, 4 experts, dense, dense_1x, 4 random-split experts
+                        ("train", 11), ("evaluate", 11), ("ensemble_weights", 1), ("ensemble", 1),
                         ("results_report", 1), ("ensemble_demo_checks", 1)]:
         assert jobs.get(rule) == count, (rule, jobs)
     assert not (tmp_path / "results").exists()
@@ -250,6 +254,36 @@ def _read_with_open_clip_train(expert_dir: Path) -> int:
     data = get_wds_dataset(args, preprocess, is_train=True, epoch=0,
                            tokenizer=open_clip.get_tokenizer("ViT-B-32"))
     return sum(images.shape[0] for images, _ in data.dataloader)
+
+
+def _datacomp_train_data(data_dir: Path) -> str:
+    """What DataComp's train.py (get_input_shards, the "Handle folders" branch) passes as
+    --train-data for a directory of resharder outputs: per subfolder with a meta.json, the brace
+    pattern from its `output_shard_count` and `output_shard_format`, joined by "::". Written from
+    that function, not imported: DataComp is not a dependency."""
+    parts = []
+    for sub in sorted(data_dir.iterdir()):
+        meta_file = sub / "meta.json"
+        if sub.is_dir() and meta_file.exists():
+            meta = json.loads(meta_file.read_text())
+            count, fmt = meta["output_shard_count"], meta["output_shard_format"]
+            first, last = fmt.format(0).replace(".tar", ""), fmt.format(count - 1).replace(".tar", "")
+            parts.append(str(sub / f"{{{first}..{last}}}.tar"))
+    return "::".join(parts)
+
+
+def test_datacomp_train_py_reads_the_expert_directories(finished_run):
+    """An expert directory is a DataComp training directory: its meta.json carries the keys
+    DataComp's train.py reads, and the shards they name are exactly the expert's."""
+    from braceexpand import braceexpand
+
+    results = finished_run[0] / "results"
+    train_data = _datacomp_train_data(results / "experts")
+    patterns = train_data.split("::")
+    assert len(patterns) == len(list((results / "experts").iterdir()))
+    for pattern in patterns:
+        expert = Path(pattern).parent
+        assert sorted(braceexpand(pattern)) == sorted(str(p) for p in expert.glob("*.tar"))
 
 
 def test_single_expert_target_and_forced_stage(finished_run, tmp_path):
