@@ -74,7 +74,7 @@ def test_dry_run_plans_every_stage(tmp_path):
                         ("random_split", 1), ("reshard_random_part", 3), ("reshard_random_expert", 4),
                         # seed, 4 experts, dense, dense_1x, 4 random-split experts
                         ("train", 11), ("evaluate", 11), ("ensemble_weights", 1), ("ensemble", 1),
-                        ("results_report", 1), ("ensemble_demo_checks", 1)]:
+                        ("results_report", 1), ("health_report", 1), ("ensemble_demo_checks", 1)]:
         assert jobs.get(rule) == count, (rule, jobs)
     assert not (tmp_path / "results").exists()
 

@@ -5,6 +5,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 
@@ -253,3 +254,16 @@ def staged_tasks(wildcards, input):
 def staged_cluster_model(wildcards, input):
     """The cluster model's files as this job sees them (modeflow.cluster.model.load_cluster_model)."""
     return {key: input[key] for key in CLUSTER_MODEL}
+
+
+def health_inputs(wildcards):
+    """What the run-health report reads: every stage's stats and each model's training data."""
+    inputs = {
+        "reshard_chunks": expand(R("reshard/index/{chunk}.json"), chunk=CHUNKS),
+        "reshard_summary": R("reshard/summary.json"),
+        # each model's training data directory (train_inputs), in MODELS' order
+        "training_data": [train_inputs(SimpleNamespace(model=model))["data"] for model in MODELS],
+    }
+    if not SHARDS_DIR:  # existing shards have neither a download nor a pool table
+        inputs |= {"download_summary": R("download/summary.json"), "pool_stats": R("pool/pool_stats.json")}
+    return inputs
