@@ -70,6 +70,9 @@ def test_a_commonpool_runs_from_its_metadata_to_the_ensemble(tmp_path):
     index_stats = [json.loads(p.read_text()) for p in sorted((results / "pool" / "index").glob("*.json"))]
     assert sum(s["absent_from_metadata"] for s in index_stats) == len(pool.absent_uids)
     assert sorted(u for s in index_stats for u in s["absent_examples"]) == sorted(pool.absent_uids)
+    health = json.loads((results / "report" / "health.json").read_text())  # and reported
+    [stray] = [w for w in health["warnings"] if w["what"] == "absent_from_metadata"]
+    assert stray["count"] == len(pool.absent_uids)
 
     # clip_score from the l14 column equals DataComp's rule
     from modeflow.common.subset_file import read_subset_file

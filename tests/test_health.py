@@ -59,3 +59,14 @@ def test_smaller_than_batch_is_a_named_warning_only_below_one_batch():
     assert smaller_than_batch("expert_00", 32, 32) is None
     assert smaller_than_batch("seed", 1, 32) == (
         "seed: 1 training sample(s), fewer than one batch of 32 (train.batch_size); each step repeats them")
+
+
+def test_commonpool_samples_the_metadata_lacks_are_counted(tmp_path):
+    files = _run_files(tmp_path)
+    chunks = [_write(tmp_path / "pool" / "index" / f"{i:05d}.json",
+                     {"absent_from_metadata": n, "absent_examples": [f"uid{i}{j}" for j in range(n)]})
+              for i, n in enumerate((2, 0, 1))]
+    health = collect_health(**files, global_batch=32, pool_index_chunks=chunks)
+    [warning] = health["warnings"]
+    assert (warning["what"], warning["count"]) == ("absent_from_metadata", 3)
+    assert warning["items"] == ["uid00", "uid01", "uid20"]

@@ -266,4 +266,6 @@ def health_inputs(wildcards):
     }
     if not SHARDS_DIR:  # existing shards have neither a download nor a pool table
         inputs |= {"download_summary": R("download/summary.json"), "pool_stats": R("pool/pool_stats.json")}
+    if SOURCE == "datacomp":  # shard samples the metadata lacks (rule pool_index)
+        inputs["pool_index"] = expand(R("pool/index/{chunk}.json"), chunk=CHUNKS)
     return inputs

@@ -17,6 +17,7 @@ with job_log(snakemake.log[0]) as log:
         reshard_summary=inp.reshard_summary,
         training_data=training_data,
         global_batch=snakemake.params.global_batch,
+        pool_index_chunks=inp.get("pool_index", []),
     )
     for warning in health["warnings"]:
         log.warning("%s: %s", warning["stage"], warning["message"])

@@ -3,8 +3,8 @@
 Each stage already records its counts (img2dataset's per-shard stats, the pool table's stats, the
 reshard's per-chunk and per-expert counts, the pooled data's meta.json); this module reads them
 and lists every condition a user should know about before trusting the results: shards that came
-out empty, images without captions, uids of a subset missing from the pool, training data
-smaller than one batch. Nothing here changes a result.
+out empty, images without captions, shard samples a CommonPool's metadata does not list, uids of
+a subset missing from the pool, training data smaller than one batch. Nothing here changes a result.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ def _read(path: str | Path | None) -> dict | None:
 
 def collect_health(*, download_summary: str | Path | None, pool_stats: str | Path | None,
                    reshard_chunks: Iterable[str | Path], reshard_summary: str | Path,
-                   training_data: Mapping[str, str | Path], global_batch: int) -> dict:
+                   training_data: Mapping[str, str | Path], global_batch: int,
+                   pool_index_chunks: Iterable[str | Path] = ()) -> dict:
     """Warnings (stage, what, count, message) and the names behind them, from the stage outputs.
 
     training_data: model ("seed", "expert_00", "dense", ...) -> the meta.json of the resharded
-    data it trains on.
+    data it trains on. pool_index_chunks: a CommonPool's per-chunk pool index stats
+    (pool/index/<chunk>.json), which count shard samples whose uid the metadata lacks.
     """
     warnings: list[dict] = []
 
@@ -53,6 +55,16 @@ def collect_health(*, download_summary: str | Path | None, pool_stats: str | Pat
         warn("pool", "duplicates_dropped", pool["duplicates_dropped"],
              f"{pool['duplicates_dropped']} row(s) repeated an earlier uid and were dropped "
              "(pool.duplicate_uids: drop)")
+
+    absent, examples = 0, []
+    for path in sorted(map(Path, pool_index_chunks)):
+        stats = _read(path)
+        absent += stats["absent_from_metadata"]
+        examples += stats["absent_examples"]
+    if absent:
+        warn("pool", "absent_from_metadata", absent,
+             f"{absent} shard sample(s) have a uid the CommonPool metadata does not list (no metadata "
+             f"filter selects them), e.g. {', '.join(examples[:5])}", examples[:5])
 
     empty_chunks = []
     for path in sorted(map(Path, reshard_chunks)):
