@@ -14,7 +14,7 @@ import numpy as np
 
 from modeflow.common.errors import InputDataError
 from modeflow.ensemble.combine import ensemble_logits
-from modeflow.mixture.features import iter_image_features, no_image_decoded
+from modeflow.mixture.features import combined_scores
 from modeflow.mixture.images import FailedImage, expand_images
 
 DEFAULT_TEMPLATES = ("a photo of a {c}.",)  # CLIP's plain prompt, when the user gives none
@@ -74,16 +74,9 @@ def classify(mixture, images, classnames: Sequence[str], templates: Sequence[str
     chosen = mixture.choose_experts(experts)
     weights = mixture.weights(names, temps, kind, experts=experts)
     classifiers = [mixture.classifier(e, names, temps) for e in chosen]
-    failed: list[FailedImage] = []
-    decoded, blocks = [], []
-    for batch_names, feats in iter_image_features(chosen, inputs, failed, device=mixture.device,
-                                                  batch_size=batch_size, progress=progress, desc="classify"):
-        logits = [(f @ c.T).astype(np.float32) for f, c in zip(feats, classifiers)]
-        blocks.append(ensemble_logits(logits, weights))
-        decoded += batch_names
-    if not decoded:
-        raise no_image_decoded(failed)
-    combined = np.concatenate(blocks)
+    decoded, failed, combined = combined_scores(chosen, inputs, classifiers, ensemble_logits, weights,
+                                                device=mixture.device, batch_size=batch_size,
+                                                progress=progress, desc="classify")
     best = top_k_of(combined, min(top_k, len(names)))
     predictions = [Prediction(image, [names[i] for i in row], [float(combined[r, i]) for i in row],
                               [int(i) for i in row]) for r, (image, row) in enumerate(zip(decoded, best))]

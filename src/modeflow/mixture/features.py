@@ -6,7 +6,7 @@ batch, features L2-normalised (float32). Images that do not decode are set aside
 from __future__ import annotations
 
 import sys
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -66,3 +66,22 @@ def iter_image_features(experts: Sequence, inputs: Sequence[ImageInput], failed:
 
 def no_image_decoded(failed: Sequence[FailedImage]) -> InputDataError:
     return InputDataError(f"none of the {len(failed)} images decodes (first: {failed[0].reason})")
+
+
+def combined_scores(experts: Sequence, inputs: Sequence[ImageInput], text_features: Sequence[np.ndarray],
+                    combine: Callable, weights, *, device: str, batch_size: int,
+                    progress: bool | None, desc: str) -> tuple[list[str], list[FailedImage], np.ndarray]:
+    """Every decodable image scored against each expert's text features (image · textᵀ), the
+    experts' scores combined by `combine(scores, weights)` (the ensemble stage's ensemble_logits
+    or ensemble_similarity): (decoded image names, images that did not decode, (N, T) scores).
+    No image decoding is an error."""
+    failed: list[FailedImage] = []
+    decoded, blocks = [], []
+    for names, feats in iter_image_features(experts, inputs, failed, device=device, batch_size=batch_size,
+                                            progress=progress, desc=desc):
+        scores = [(f @ t.T).astype(np.float32) for f, t in zip(feats, text_features)]
+        blocks.append(combine(scores, weights))
+        decoded += names
+    if not decoded:
+        raise no_image_decoded(failed)
+    return decoded, failed, np.concatenate(blocks)

@@ -13,7 +13,7 @@ import numpy as np
 from modeflow.common.errors import InputDataError
 from modeflow.ensemble.combine import ensemble_similarity
 from modeflow.evaluate.features import encode_texts
-from modeflow.mixture.features import iter_image_features, no_image_decoded
+from modeflow.mixture.features import combined_scores
 from modeflow.mixture.images import FailedImage, expand_images
 
 
@@ -54,16 +54,9 @@ def rank_images(mixture, queries: str | Sequence[str], images, *, top_k: int | N
     chosen = mixture.choose_experts(experts)
     weights = mixture.query_weights(queries, kind, experts=experts)
     texts = [encode_texts(e.model, e.tokenizer, queries, device=mixture.device) for e in chosen]
-    failed: list[FailedImage] = []
-    decoded, blocks = [], []
-    for batch_names, feats in iter_image_features(chosen, inputs, failed, device=mixture.device,
-                                                  batch_size=batch_size, progress=progress, desc="retrieve"):
-        sims = [(f @ t.T).astype(np.float32) for f, t in zip(feats, texts)]
-        blocks.append(ensemble_similarity(sims, weights))
-        decoded += batch_names
-    if not decoded:
-        raise no_image_decoded(failed)
-    similarity = np.concatenate(blocks)
+    decoded, failed, similarity = combined_scores(chosen, inputs, texts, ensemble_similarity, weights,
+                                                  device=mixture.device, batch_size=batch_size,
+                                                  progress=progress, desc="retrieve")
     order = rank_order(similarity)[:, :top_k]
     rankings = [Ranking(q, [decoded[i] for i in row], [float(similarity[i, j]) for i in row])
                 for j, (q, row) in enumerate(zip(queries, order))]
