@@ -1,7 +1,8 @@
 """Run health: what a run dropped or found empty, counted and named in one report item.
 
-Each stage already records its counts (img2dataset's per-shard stats, the pool table's stats, the
-reshard's per-chunk and per-expert counts, the pooled data's meta.json); this module reads them
+Each stage already records its counts (img2dataset's per-shard stats, the pool table's stats, a
+CommonPool's pool index stats, the reshard's per-chunk counts and summary, the meta.json of each
+model's training data); this module reads them
 and lists every condition a user should know about before trusting the results: shards that came
 out empty, images without captions, shard samples a CommonPool's metadata does not list, uids of
 a subset missing from the pool, training data smaller than one batch. Nothing here changes a result.
