@@ -1,10 +1,13 @@
 """The embedded demo pool: an offline, seeded miniature web crawl with known ground truth.
 
-Four visual domains (shapes, handwritten digits, textures, arrows) whose captions cluster apart;
-inside each, 40–48 compositional classes (colour × shape, ink × digit, colour pair × pattern,
-colour × direction); web noise of eight kinds; held-out zero-shot tasks with those fine-grained
+Four visual domains by default (shapes, handwritten digits, textures, arrows: DEFAULT_DOMAINS)
+whose captions cluster apart, and a fifth, opt-in one (clocks: face colour × hour, the hour hand
+drawn at its angle) for new data added to a finished four-domain mixture; inside each, 40–48
+compositional classes (colour × shape, ink × digit, colour pair × pattern, colour × direction,
+face colour × hour); web noise of eight kinds; held-out zero-shot tasks with those fine-grained
 classes (one per domain, and a mixed one over all of them) and a retrieval set. See pool.py for
-the layout and demo.json's `structure` for the figures below, measured on every generated pool.
+the layout and demo.json's `structure` for the figures below, measured on every generated pool,
+and shards.py for the pool written as img2dataset's webdataset shards (`modeflow demo-pool --shards`).
 
 What it imitates of web image–text data (the structure MoDE exploits):
 - many distinct concepts per semantic cluster, so a batch drawn from one cluster holds few
@@ -23,13 +26,13 @@ What it does not imitate:
   balanced) and a vocabulary of millions of words — its vocabulary is a few hundred;
 - captions that are wrong in small ways (a clean caption is always true to its image; only the
   `mismatched` noise is wrong, and wholly);
-- clusters that overlap: the four domains separate cleanly in caption space, so clustering is
+- clusters that overlap: the domains separate cleanly in caption space, so clustering is
   easier than on a real crawl, and every caption is English apart from the `non_english` noise;
 - scale: thousands of rows, not billions, so the experts see each class tens of times.
 """
 
-from .domains import DOMAINS
+from .domains import DEFAULT_DOMAINS, DOMAINS
 from .noise import NOISE_KINDS
 from .pool import URL_PREFIX, generate_demo_pool
 
-__all__ = ["DOMAINS", "NOISE_KINDS", "URL_PREFIX", "generate_demo_pool"]
+__all__ = ["DEFAULT_DOMAINS", "DOMAINS", "NOISE_KINDS", "URL_PREFIX", "generate_demo_pool"]

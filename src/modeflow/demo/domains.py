@@ -2,11 +2,14 @@
 clean captions.
 
 A class composes two visible attributes (shapes: colour × shape, digits: ink × digit, arrows:
-colour × direction, textures: colour pair × pattern), which gives every domain 40–48 classes.
-A domain turns (class index, rng, split) into a parameter dict — the class's attributes plus
-attributes outside the class (background, size, position, thickness, scale, paper) — draws it at
-any size, and writes a caption that matches it. The draw step is pure, so tiny / extreme-aspect
-noise and duplicates reuse the parameters of a clean-looking image.
+colour × direction, textures: colour pair × pattern, clocks: face colour × hour), which gives every
+domain 40–48 classes. A domain turns (class index, rng, split) into a parameter dict — the class's
+attributes plus attributes outside the class (background, size, position, thickness, scale, paper,
+clock style and trim) — draws it at any size, and writes a caption that matches it. The draw step
+is pure, so tiny / extreme-aspect noise and duplicates reuse the parameters of a clean-looking image.
+
+DEFAULT_DOMAINS are the four a demo pool has unless told otherwise; `clocks` is a fifth, opt-in
+domain (the new data a finished four-domain mixture can grow an expert on).
 """
 
 from __future__ import annotations
@@ -188,6 +191,40 @@ def _arrow_caption(p, rng):
     return _finish(text, "arrows", rng)
 
 
+# --- clocks: face colour × hour ---------------------------------------------------------------
+_CLOCK_CLASSES = list(product(vocab.CLOCK_COLOURS, range(1, 13)))  # (face colour, hour)
+
+
+def _clock_sample(label, rng, split):
+    colour, hour = _CLOCK_CLASSES[label]
+    bg = _background(rng, colour)
+    size = "small" if rng.random() < 0.5 else "large"
+    r = rng.uniform(*vocab.CLOCK_SIZES[size])
+    room = max(0.0, 0.47 - r)  # the case stays inside the image
+    style = _pick(rng, list(vocab.CLOCK_STYLES))
+    trim = _pick(rng, list(vocab.CLOCK_TRIMS))
+    hands = vocab.CLOCK_COLOURS[colour]
+    return {"hour": hour, "fg_name": colour, "bg_name": bg, "hands_name": hands, "size": size,
+            "style": style, "trim_name": trim,
+            "fg": _jitter(vocab.COLOURS[colour], rng), "bg": _jitter(vocab.COLOURS[bg], rng),
+            "hands": _jitter(vocab.COLOURS[hands], rng, 8), "trim": _jitter(vocab.CLOCK_TRIMS[trim], rng, 8),
+            "cx": 0.5 + rng.uniform(-room, room), "cy": 0.5 + rng.uniform(-room, room), "r": r,
+            "angle": 30.0 * (hour % 12) + rng.uniform(-3, 3)}
+
+
+def _clock_caption(p, rng):
+    word = vocab.HOUR_WORDS[p["hour"] - 1]
+    time = _word(rng, f"{word} o'clock", [f"{p['hour']}:00", f"{p['hour']} o'clock"])
+    obj = f"{p['fg_name']} clock showing {time}"
+    text = _pick(rng, vocab.CLOCK_TEMPLATES).format(
+        obj=obj, a_obj=article(obj), time=time, fg=p["fg_name"], bg=p["bg_name"], a_bg=article(p["bg_name"]),
+        hands=p["hands_name"], size=p["size"], a_size=article(p["size"]), style=p["style"],
+        a_style=article(p["style"]), trim=p["trim_name"], a_trim=article(p["trim_name"]),
+        part=vocab.CLOCK_STYLES[p["style"]])
+    return _finish(text, "clocks", rng)
+
+
+DEFAULT_DOMAINS = ("shapes", "digits", "textures", "arrows")
 DOMAINS: dict[str, Domain] = {
     "shapes": Domain("shapes", [f"{c} {s}" for c, s in _SHAPE_CLASSES], vocab.SHAPE_PROMPTS,
                      _shape_sample, draw.draw_shape, _shape_caption, mixed_format="a {c} shape"),
@@ -199,4 +236,6 @@ DOMAINS: dict[str, Domain] = {
                        mixed_format="a pattern of {c}"),
     "arrows": Domain("arrows", [f"{c} arrow pointing {d}" for c, d in _ARROW_CLASSES], vocab.ARROW_PROMPTS,
                      _arrow_sample, draw.draw_arrow, _arrow_caption, mixed_format="a {c}"),
+    "clocks": Domain("clocks", [f"{c} clock showing {vocab.HOUR_WORDS[h - 1]} o'clock" for c, h in _CLOCK_CLASSES],
+                     vocab.CLOCK_PROMPTS, _clock_sample, draw.draw_clock, _clock_caption, mixed_format="a {c}"),
 }

@@ -118,3 +118,50 @@ def draw_digit(p: dict, size: int) -> np.ndarray:
     y0 = min(max(round(p["cy"] * size - side / 2), 0), size - side)
     canvas[y0:y0 + side, x0:x0 + side] = ink[: size - y0, : size - x0]
     return blend(canvas, p["fg"], p["bg"])
+
+
+def _clock_point(cx, cy, angle_deg, dist):
+    """The point `dist` from (cx, cy) at a clock angle: 0 = twelve o'clock, clockwise."""
+    a = math.radians(angle_deg)
+    return cx + dist * math.sin(a), cy - dist * math.cos(a)
+
+
+def _hand(cx, cy, angle_deg, back, length, base, tip):
+    """A tapered hand from `back` behind the centre to `length` in front: base / tip widths."""
+    a = math.radians(angle_deg)
+    px, py = math.cos(a), math.sin(a)  # perpendicular to the hand's direction (sin a, -cos a)
+    bx, by = _clock_point(cx, cy, angle_deg + 180, back)
+    tx, ty = _clock_point(cx, cy, angle_deg, length)
+    return [(bx + px * base / 2, by + py * base / 2), (tx + px * tip / 2, ty + py * tip / 2),
+            (tx - px * tip / 2, ty - py * tip / 2), (bx - px * base / 2, by - py * base / 2)]
+
+
+def draw_clock(p: dict, size: int) -> np.ndarray:
+    """p: style ("wall clock": a thick frame, "watch face": a thin rim and a strap), fg (face),
+    bg, hands (colour of hands and ticks), trim (frame / rim and strap colour), cx, cy, r (outer
+    radius; fractions of the side), angle (the hour hand's clock angle in degrees, 0 = twelve).
+    The minute hand always points at twelve (the hours are whole), so the hour is the short,
+    thick hand; twelve ticks, the four quarter ones longer."""
+    image, draw = _canvas(size, p["bg"])
+    cx, cy, r = p["cx"] * size, p["cy"] * size, p["r"] * size
+    trim, hands = tuple(p["trim"]), tuple(p["hands"])
+    watch = p["style"] == "watch face"
+    if watch:  # the strap, behind the case, across the whole image
+        w = 0.55 * r
+        draw.rectangle([cx - w, 0, cx + w, size], fill=trim)
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=trim)
+    face = r * (0.9 if watch else 0.84)
+    draw.ellipse([cx - face, cy - face, cx + face, cy + face], fill=tuple(p["fg"]))
+    for k in range(12):
+        quarter = k % 3 == 0
+        inner = face * (0.72 if quarter else 0.82)
+        width = max(1.0, face * (0.11 if quarter else 0.06))
+        start, end = _clock_point(cx, cy, 30 * k, inner), _clock_point(cx, cy, 30 * k, face * 0.95)
+        draw.line([start, end], fill=hands, width=round(width))
+    draw.polygon(_hand(cx, cy, 0, 0.1 * face, 0.86 * face, max(1.0, 0.07 * face), max(1.0, 0.045 * face)),
+                 fill=hands)  # minute hand, at twelve
+    draw.polygon(_hand(cx, cy, p["angle"], 0.12 * face, 0.58 * face, max(1.5, 0.24 * face),
+                       max(1.0, 0.14 * face)), fill=hands)  # hour hand
+    cap = max(0.5, 0.1 * face)
+    draw.ellipse([cx - cap, cy - cap, cx + cap, cy + cap], fill=hands)
+    return np.asarray(image)

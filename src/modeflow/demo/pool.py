@@ -1,7 +1,10 @@
 """generate_demo_pool: the embedded demo pool, built offline and deterministically from a seed.
 
 Output directory (written atomically):
-    images/<row>.png        what the loopback server serves (dead links have no file)
+    images/<tag><row>.png   what the loopback server serves (dead links have no file); <tag> is
+                            empty for the default pool (DEFAULT_DOMAINS, seed 0), else it names the
+                            domains and seed (pool_tag): pools of other domains or seeds share no
+                            url, hence no uid, with it nor with each other
     urls.parquet            uid, url, caption: all the pipeline reads
     ground_truth.parquet    uid, row, domain, label, noise, duplicate_of: for scoring only
     tasks/<name>/           held-out clip_benchmark wds tasks (one per domain, mixed, retrieval)
@@ -28,7 +31,7 @@ from modeflow.common.errors import ConfigError
 from modeflow.demo.httpserver import DEMO_HOST
 from modeflow.common.uids import derive_uid
 from . import vocab
-from .domains import DOMAINS, Domain
+from .domains import DEFAULT_DOMAINS, DOMAINS, Domain
 from .noise import NOISE_KINDS, corrupt_bytes, encode_png, noise_counts, squash, tiny_side
 from .structure import pool_structure
 from .wds import write_classification_task, write_retrieval_task
@@ -151,7 +154,20 @@ def _fill_row(row: _Row, domains, rng, image_size: int, images: _UniqueImages) -
         row.caption = d.describe(row.params, rng)
 
 
-def _build_pool(out: Path, rng, rows: list[_Row], domains, image_size, images: _UniqueImages) -> dict:
+def pool_tag(domains, seed: int) -> str:
+    """What a pool's image names start with: "" for the default pool (DEFAULT_DOMAINS in their
+    order, seed 0: its urls and so its uids stay what they always were), else
+    "<domain>-<domain>-...-seed<seed>-". A uid hashes url and caption, and two pools can give the
+    same row the same caption (a too-short "img", a caption of the same class), so pools that are
+    meant to be combined — a fifth domain's data added to a finished default mixture — must
+    differ in their urls; the tag makes every (domains, seed) pool's urls its own."""
+    if list(domains) == list(DEFAULT_DOMAINS) and seed == 0:
+        return ""
+    return "-".join(domains) + f"-seed{seed}-"
+
+
+def _build_pool(out: Path, rng, rows: list[_Row], domains, image_size, images: _UniqueImages,
+                tag: str = "") -> dict:
     for row in rows:
         if row.kind != "duplicate":
             _fill_row(row, domains, rng, image_size, images)
@@ -162,7 +178,7 @@ def _build_pool(out: Path, rng, rows: list[_Row], domains, image_size, images: _
             row.caption = row.domain.describe(row.params, rng)
 
     width = max(6, len(str(len(rows) - 1)))
-    names = [f"{r:0{width}d}.png" for r in range(len(rows))]
+    names = [f"{tag}{r:0{width}d}.png" for r in range(len(rows))]
     (out / "images").mkdir()
     for name, row in zip(names, rows):
         if row.data is not None:
@@ -238,7 +254,7 @@ def _build_tasks(out: Path, seed, domains: list[Domain], image_size, per_class, 
 
 
 def generate_demo_pool(out_dir, *, seed: int = 0, num_samples: int = 12000,
-                       domains=("shapes", "digits", "textures", "arrows"), image_size: int = 64,
+                       domains=DEFAULT_DOMAINS, image_size: int = 64,
                        noise_fraction: float = 0.2, eval_images_per_class: int = 10,
                        retrieval_pairs: int = 400) -> dict:
     """Build the demo pool into `out_dir` (replaced atomically); return the summary in demo.json."""
@@ -250,7 +266,7 @@ def generate_demo_pool(out_dir, *, seed: int = 0, num_samples: int = 12000,
     with atomic_dir(out_dir) as tmp:
         rng = np.random.default_rng([seed, _POOL])
         rows = _plan_rows(rng, num_samples, doms, counts)
-        pool = _build_pool(tmp, rng, rows, doms, image_size, images)
+        pool = _build_pool(tmp, rng, rows, doms, image_size, images, pool_tag(domains, seed))
         tasks = _build_tasks(tmp, seed, doms, image_size, eval_images_per_class, retrieval_pairs, images)
         summary = {
             "seed": seed,

@@ -2,11 +2,12 @@
 templates and synonyms, zero-shot prompts, and the noise captions.
 
 A class is a composition of two attributes (colour × shape, ink × digit, colour × direction,
-colour pair × pattern), so every domain has dozens of concepts. Captions add further attributes
-that are not part of the class (background, size, position, thickness, scale, paper) in varied
-templates, with an occasional synonym and web-style suffix, so exact caption repeats are rare.
-Every template names its domain (a shape name, "handwritten", "arrow", "pattern" / "texture"), so
-a sentence embedder still puts the domains in separate clusters. Clean captions have at least
+colour pair × pattern, face colour × hour), so every domain has dozens of concepts. Captions add
+further attributes that are not part of the class (background, size, position, thickness, scale,
+paper, clock style and trim) in varied templates, with an occasional synonym and web-style suffix,
+so exact caption repeats are rare. Every template names its domain (a shape name, "handwritten",
+"arrow", "pattern" / "texture", "clock"), so a sentence embedder still puts the domains in
+separate clusters. Clean captions have at least
 three words and six characters, read as English to fastText and fit the tiny model's 32-token
 context; tests/test_demo.py checks all of this on generated pools.
 """
@@ -44,6 +45,9 @@ CONTEXTS = {  # per domain: where such an image would be used
                  "for a cushion cover"],
     "arrows": ["for a website button", "on a street sign", "in an app menu", "for a slide deck",
                "on a map", "on a parking lot sign", "in a user manual", "on a floor marking"],
+    "clocks": ["in a kitchen", "for a time management blog", "on a classroom wall",
+               "in a train station", "for a reminder app", "on a schedule poster",
+               "in an office hallway", "for a bedtime routine chart"],
 }
 CONTEXT_RATE = 0.5
 SUFFIXES = ["stock illustration", "free clip art", "vector image", "royalty free image",
@@ -138,6 +142,28 @@ ARROW_TEMPLATES = [  # {obj}: "red arrow pointing up"
 ARROW_LENGTHS = {"short": (0.5, 0.6), "long": (0.72, 0.85)}  # fraction of the side
 ARROW_PROMPTS = ["a {c}.", "a picture of a {c}.", "a sign with a {c}."]
 
+# --- clocks: face colour × hour (opt-in: not among the default domains) ----------------------
+CLOCK_COLOURS = {"white": "black", "yellow": "black", "blue": "white", "red": "white"}  # face → hands
+HOUR_WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+              "eleven", "twelve"]  # HOUR_WORDS[hour - 1]
+CLOCK_STYLES = {"wall clock": "frame", "watch face": "strap"}  # style → the trim part it has
+CLOCK_TRIMS = {"black": (25, 25, 25), "silver": (175, 175, 185), "brown": (120, 70, 30)}
+CLOCK_SIZES = {"small": (0.27, 0.32), "large": (0.37, 0.43)}  # outer radius, fraction of the side
+CLOCK_TEMPLATES = [  # {obj}: "blue clock showing three o'clock"; {time}: "three o'clock" / "3:00"
+    "{a_obj} on {a_bg} background",
+    "{a_size} {obj}, {a_style} with {a_trim} {part}",
+    "an analog {obj}, {hands} hands on {fg}",
+    "{a_style} icon: {a_obj} over {bg}",
+    "flat illustration of {a_size} {obj} on {bg}",
+    "{a_bg} background with {a_obj}",
+    "{a_obj}, drawn as {a_size} {style}",
+    "the clock says {time}: {a_size} {fg} {style} with {hands} hands",
+    "{a_size} {fg} clock face showing {time}, {trim} {part}",
+    "a simple drawing of {a_obj} with {a_trim} {part}",
+    "{a_obj}, {size} {style} on {bg}",
+]
+CLOCK_PROMPTS = ["a {c}.", "a picture of a {c}.", "a drawing of a {c}."]
+
 # --- textures: colour pair × pattern ----------------------------------------------------------
 TEXTURE_PAIRS = [("red", "white"), ("blue", "yellow"), ("black", "white"), ("green", "pink"),
                  ("purple", "orange"), ("black", "yellow")]
@@ -197,6 +223,13 @@ FOREIGN = {
         "una flecha que indica la dirección que hay que seguir",
         "una freccia che indica la direzione da seguire",
         "een pijl die de richting aangeeft die je moet volgen",
+    ],
+    "clocks": [
+        "une horloge ronde accrochée au mur qui indique l'heure",
+        "eine runde Uhr an der Wand zeigt die volle Stunde an",
+        "un reloj redondo en la pared que marca la hora en punto",
+        "un orologio rotondo appeso al muro che segna l'ora esatta",
+        "een ronde klok aan de muur die het hele uur aangeeft",
     ],
 }
 
