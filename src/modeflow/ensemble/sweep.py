@@ -11,7 +11,10 @@ cluster.num_experts (n) and ensemble.sharp_temperature (routing sharpness). A gr
 Each point is `snakemake --directory <out>/<point> --configfile <out>/<point>/config.yaml all` (the
 base config with the point's values), then its ensemble/claims.json is read; `<out>/sweep.md` and
 `<out>/sweep.csv` tabulate them (one row per point and claim). A point already finished is not
-rerun (Snakemake finds nothing to do). Figures are reported as they come, never tuned.
+rerun (Snakemake finds nothing to do). With `--start-from RUN`, each new point directory starts as
+a copy of a finished run (its results and Snakemake's metadata), so the stages a lever does not
+touch (download, embed, clustering and filtering for the training levers) are not rerun: Snakemake
+reruns exactly what the changed config invalidates. Figures are reported as they come, never tuned.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import csv
 import io
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,10 +77,35 @@ def snakemake_command(snakefile: Path, workdir: Path, configfile: Path, cores: i
             "--cores", str(cores), f"--configfile={configfile}", *extra, "all"]
 
 
+# What a copied run keeps of .snakemake/: the records of how each output was made. Locks, logs and
+# the marks of jobs that were running belong to the run that wrote them.
+_SNAKEMAKE_STATE_SKIPPED = ("locks", "incomplete", "log", "shadow", "auxiliary", "iocache")
+
+
+def copy_finished_run(source: Path, workdir: Path, results_dir: str = "results") -> None:
+    """Make `workdir` a copy of the finished run in `source`: its results and Snakemake's metadata,
+    with modification times kept (Snakemake's up-to-date test reads them)."""
+    if not (source / results_dir).is_dir() or not (source / ".snakemake" / "metadata").is_dir():
+        raise ConfigError(f"sweep --start-from {source}: not a finished run (expected {source / results_dir} "
+                          f"and {source / '.snakemake' / 'metadata'})")
+    tmp = workdir.with_name(f".tmp-{workdir.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    shutil.copytree(source / results_dir, tmp / results_dir, symlinks=True)
+    shutil.copytree(source / ".snakemake", tmp / ".snakemake", symlinks=True,
+                    ignore=lambda d, names: [n for n in names if Path(d) == source / ".snakemake"
+                                             and n in _SNAKEMAKE_STATE_SKIPPED])
+    tmp.rename(workdir)
+
+
 def run_point(config: Mapping, point: Mapping, out_dir: Path, *, cores: int, snakefile: Path,
-              extra: Sequence[str] = (), runner=subprocess.run) -> Path:
-    """Write the point's config and run the workflow in its directory; returns the directory."""
+              extra: Sequence[str] = (), runner=subprocess.run, start_from: Path | None = None) -> Path:
+    """Write the point's config and run the workflow in its directory; returns the directory. A new
+    directory starts as a copy of `start_from` (a finished run) when one is given."""
     workdir = out_dir / point_name(point)
+    if start_from is not None and not workdir.exists():
+        copy_finished_run(start_from, workdir, config.get("results_dir", "results"))
     workdir.mkdir(parents=True, exist_ok=True)
     configfile = workdir / "config.yaml"
     with atomic_path(configfile) as tmp:
@@ -147,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--snakefile", type=Path, default=REPO / "Snakefile")
     parser.add_argument("--dry-run", action="store_true", help="plan every point (snakemake -n), train nothing")
+    parser.add_argument("--start-from", type=Path, metavar="RUN",
+                        help="a finished run directory of the base config: each new point starts as a copy "
+                             "of it, so only the stages its lever changes are rerun")
     args = parser.parse_args(argv)
     config = yaml.safe_load(args.configfile.read_text()) or {}
     points = parse_grid(args.settings)
@@ -154,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for point in points:
         print(f"sweep point {point_name(point)} ...", flush=True)
         workdir = run_point(config, point, args.out, cores=args.cores, snakefile=args.snakefile,
-                            extra=["-n"] if args.dry_run else [])
+                            extra=["-n"] if args.dry_run else [], start_from=args.start_from)
         claims.append(point_claims(workdir, config.get("results_dir", "results")))
     write_sweep(args.out, points, claims)
     print((args.out / "sweep.md").read_text())
