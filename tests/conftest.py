@@ -79,6 +79,13 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None, che
     return proc
 
 
+def job_stats(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run's output: rule -> job count (incl. 'total')."""
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = (line.split() for line in table.splitlines())
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+
+
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory):
     """One uninterrupted run of the whole tiny pipeline, shared by every test that reads finished

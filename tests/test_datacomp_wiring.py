@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import job_stats, run_snakemake
 from datacomp_fixture import make_commonpool
 from modeflow.common.errors import ConfigError, InputDataError
 from modeflow.config import resolve
@@ -210,17 +210,11 @@ def test_pool_filter_and_pooled_reshard_plan_no_embed_job(pool, tmp_path):
                  evaluate={"tasks": [str(tmp_path / "demo" / "tasks" / "shapes")]})
     path = tmp_path / "dc.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    jobs = planned_jobs(run_snakemake(tmp_path, "-n", "results/pooled/l14", configfile=path).stdout)
-    assert jobs == {"pool_index": 4, "subset": 1, "reshard_pooled_part": 4, "reshard_pooled": 1}, jobs
+    jobs = job_stats(run_snakemake(tmp_path, "-n", "results/pooled/l14", configfile=path).stdout)
+    assert jobs == {"pool_index": 4, "subset": 1, "reshard_pooled_part": 4, "reshard_pooled": 1, "total": 10}, jobs
     # and the experts cluster the npz features: the embed jobs read the pool index, not the tars
-    jobs = planned_jobs(run_snakemake(tmp_path, "-n", "results/embed/00000.npy", configfile=path).stdout)
-    assert jobs == {"pool_index": 1, "embed": 1}, jobs
-
-
-def planned_jobs(stdout: str) -> dict[str, int]:
-    """{rule: count} of a dry run's first job-stats table."""
-    table = stdout.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    jobs = job_stats(run_snakemake(tmp_path, "-n", "results/embed/00000.npy", configfile=path).stdout)
+    assert jobs == {"pool_index": 1, "embed": 1, "total": 2}, jobs
 
 
 def test_a_metadata_baseline_is_computed_from_the_metadata_files_and_its_assets():

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
+from conftest import REPO, SNAKEMAKE, job_stats, run_snakemake, write_config
 from modeflow.common.names import expert_model
 
 pytestmark = pytest.mark.e2e
@@ -51,13 +51,6 @@ def result_contents(results: Path) -> dict[str, object]:
         elif path.suffix == ".npy":
             out[key] = np.load(path).tolist()
     return out
-
-
-def job_stats(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule -> job count (incl. 'total')."""
-    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    rows = (line.split() for line in table.splitlines())
-    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
 
 
 def test_dry_run_plans_every_stage(tmp_path):
