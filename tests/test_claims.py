@@ -231,6 +231,29 @@ def test_sweep_runs_each_point_in_its_directory_and_tabulates(tmp_path):
     assert (tmp_path / "sweep.csv").read_text().splitlines()[1].startswith("2,b,0.02,")
 
 
+def test_a_sweep_point_can_start_from_a_finished_run(tmp_path):
+    """--start-from: a new point's directory is a copy of the run (mtimes kept, so Snakemake finds
+    its outputs up to date) without the run's locks, logs and marks of running jobs."""
+    import os
+
+    from modeflow.common.errors import ConfigError
+    from modeflow.ensemble.sweep import copy_finished_run
+
+    run = tmp_path / "run"
+    for rel in ("results/models/seed.pt", ".snakemake/metadata/abc", ".snakemake/locks/0.input.lock",
+                ".snakemake/incomplete/xyz", ".snakemake/log/x.log"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text(rel)
+    os.utime(run / "results/models/seed.pt", (1_000_000, 1_000_000))
+    copy_finished_run(run, tmp_path / "point")
+    point = tmp_path / "point"
+    assert (point / "results/models/seed.pt").stat().st_mtime == 1_000_000
+    assert (point / ".snakemake/metadata/abc").read_text() == ".snakemake/metadata/abc"
+    assert not any((point / ".snakemake" / d).exists() for d in ("locks", "incomplete", "log"))
+    with pytest.raises(ConfigError, match="not a finished run"):
+        copy_finished_run(tmp_path / "point" / "results", tmp_path / "other")
+
+
 def test_scale_point_sizes():
     from modeflow.ensemble.scale_point import SIZES, hardware_line, scale_config
     from modeflow.train.recipe import train_flops_per_sample
