@@ -74,6 +74,13 @@ TRAIN = SETTINGS.train
 TRAIN_GPUS = config["train"]["gpus"]
 TASKS = SETTINGS.tasks
 TASK_INPUT = SETTINGS.task_inputs
+# experts added to the finished mixture (grow.experts), by their label and by their expert name
+GROWN = {g.label: g for g in SETTINGS.grown}
+GROWN_BY_EXPERT = {g.expert: g for g in SETTINGS.grown}
+GROWN_TASKS = SETTINGS.grown_tasks
+# the added experts' task directories, as a named input of the ensemble rules (none without grow)
+GROWN_TASK_INPUT = {"grown_tasks": list(GROWN_TASKS.values())} if GROWN else {}
+ENSEMBLE_CLUSTER_MODEL = SETTINGS.ensemble_cluster_model  # the grown cluster model, else CLUSTER_MODEL
 
 
 def one_of(names):
@@ -85,6 +92,8 @@ wildcard_constraints:
     shard=r"[0-9A-Za-z_-]+",
     chunk=r"[0-9A-Za-z_-]+",
     expert=one_of(EXPERTS),
+    label=one_of(GROWN),
+    grown_expert=one_of(GROWN_BY_EXPERT),
 
 
 def R(path):
@@ -249,6 +258,35 @@ def staged_tasks(wildcards, input):
     if config["evaluate"]["tasks"] == "demo":
         return {name: os.path.join(input.tasks[0], "tasks", name) for name in TASKS}
     return dict(zip(TASKS, input.tasks))
+
+
+def ensemble_tasks(wildcards, input):
+    """{task: directory} of the ensemble rules: the configured tasks, then the added experts'."""
+    tasks = staged_tasks(wildcards, input)
+    if GROWN:
+        tasks |= dict(zip(GROWN_TASKS, input.grown_tasks))
+    return tasks
+
+
+def grown_tars(wildcards):
+    """An added expert's new shards (grow.experts[].shards)."""
+    return list(GROWN[wildcards.label].tars)
+
+
+def grown_evals():
+    """Every model's evaluation on each addition's tasks, addition by addition."""
+    return [R(f"grow/{label}/eval/{model}") for label in GROWN for model in MODELS]
+
+
+def ensemble_eval_dirs(wildcards, input):
+    """{model: its evaluation directory}, or with added experts {model: [eval/<model>/, then
+    grow/<name>/eval/<model>/ per addition]} (modeflow.ensemble.combine.task_eval_dir)."""
+    dirs = dict(zip(MODELS, input.evals))
+    if not GROWN:
+        return dirs
+    grown = list(input.grown_evals)  # grown_evals()' order: addition by addition, MODELS within each
+    per_addition = [grown[i * len(MODELS):(i + 1) * len(MODELS)] for i in range(len(GROWN))]
+    return {model: [dirs[model], *(paths[j] for paths in per_addition)] for j, model in enumerate(MODELS)}
 
 
 def staged_cluster_model(wildcards, input):

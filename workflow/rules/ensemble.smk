@@ -9,15 +9,19 @@
 rule ensemble_weights:
     input:
         tasks=TASK_INPUT,
-        **CLUSTER_MODEL,
+        # the added experts' tasks and the grown cluster model (grow.experts), when there are any
+        **GROWN_TASK_INPUT,
+        **ENSEMBLE_CLUSTER_MODEL,
     output:
         directory(R("ensemble/routing")),
     params:
-        tasks=staged_tasks,
+        tasks=ensemble_tasks,
         cluster=staged_cluster_model,
         # the class-name encoder: the clustering's (for precomputed features, the open_clip text tower of their space)
         embed=class_name_encoder_options(config["embed"]),
         ensemble=config["ensemble"],
+        # where the grown cluster model lies, for modeflow.mixture (without grow: cluster/)
+        **({"cluster_model_dir": "grow/cluster"} if GROWN else {}),
     threads: 2
     resources:
         mem_mb=4000,
@@ -36,7 +40,9 @@ rule ensemble:
         evals=expand(R("eval/{model}"), model=MODELS),
         routing=R("ensemble/routing"),
         tasks=TASK_INPUT,
-        **CLUSTER_MODEL,
+        **GROWN_TASK_INPUT,
+        **({"grown_evals": grown_evals()} if GROWN else {}),
+        **ENSEMBLE_CLUSTER_MODEL,
         # the demo's domain -> expert map from its ground truth, for claim (a) (modeflow.demo.checks)
         **({"domain_experts": R("cluster/demo_scores.json")} if SOURCE == "demo" and config["evaluate"]["tasks"] == "demo" else {}),
     output:
@@ -47,9 +53,11 @@ rule ensemble:
         claims_csv=R("ensemble/claims.csv"),
         per_sample=directory(R("ensemble/per_sample")),
     params:
-        eval_dirs=lambda wc, input: dict(zip(MODELS, input.evals)),
-        tasks=staged_tasks,
+        eval_dirs=ensemble_eval_dirs,
+        tasks=ensemble_tasks,
         cluster=staged_cluster_model,
+        # claim (a) on an added expert's tasks: it should be the best expert there
+        **({"grown_owners": {t: g.expert for g in GROWN.values() for t in g.tasks}} if GROWN else {}),
         random_split=[m for m in MODELS if is_random_model(m)],
         domains=list(config["pool"]["demo"]["domains"]) if SOURCE == "demo" else [],
         resamples=config["ensemble"]["bootstrap_samples"],

@@ -19,6 +19,8 @@ with job_log(snakemake.log[0]) as log:
     if "domain_experts" in inp.keys():
         owners = domain_experts(json.loads(Path(inp.domain_experts).read_text()))
         own = {d: owners[d] for d in params.domains if d in owners and d in params.tasks}  # config order
+    if hasattr(params, "grown_owners"):  # an added expert should be the best expert on its own tasks
+        own = {**(own or {}), **params.grown_owners}
     rows = run_ensemble(eval_dirs, list(params.tasks.values()), params.cluster, inp.routing,
                         Path(snakemake.output.summary_csv).parent,
                         groups={RANDOM_SPLIT: params.random_split} if params.random_split else None,

@@ -21,6 +21,7 @@ from modeflow.config.inputs import check_inputs
 from modeflow.config.references import check_references, seed_subset
 from modeflow.config.schema import validate_config
 from modeflow.evaluate.main_metric import datacomp_task_dirs
+from modeflow.grow.spec import GrownExpert, resolve_grown
 from modeflow.pool.plan import ShardPlan, existing_shards_dir, plan_shards
 from modeflow.pool.download_presets import check_image_side, resolve_download
 from modeflow.train.recipe import resolve_train_config
@@ -44,11 +45,24 @@ class Settings:
     filter_use: str  # the subset the experts and the dense baseline train on
     seed_subset: str  # the subset the seed model trains on
     experts: list[str]  # "00", "01", ...: one per coarse cluster
-    models: list[str]  # seed, expert_00, ..., dense when it is trained, then the control arms' models
+    models: list[str]  # seed, expert_00, ..., the added experts, dense when it is trained, then the control arms' models
     control_arms: list[str]  # train.control_arms resolved (modeflow.common.names.CONTROL_ARMS)
     train: dict  # the training recipe (modeflow.train.recipe.resolve_train_config)
     tasks: dict[str, str]  # evaluation task name -> its directory
     task_inputs: list[str]  # what an evaluation depends on: the demo pool, or the task directories
+    grown: list[GrownExpert]  # grow.experts resolved: experts added to the finished mixture
+
+    @property
+    def grown_tasks(self) -> dict[str, str]:
+        """The added experts' tasks (task name -> directory), evaluated apart from `tasks`."""
+        return {name: path for g in self.grown for name, path in g.tasks.items()}
+
+    @property
+    def ensemble_cluster_model(self) -> dict[str, str]:
+        """The cluster model the ensemble routes with: the grown one when experts were added."""
+        if not self.grown:
+            return self.cluster_model
+        return {key: self.result(f"grow/cluster/{name}") for key, name in MODEL_FILES.items()}
 
     @property
     def source(self) -> str:
@@ -93,6 +107,7 @@ class Settings:
         if demo:
             targets += [R("filter/demo_scores.json"), R("filter/demo_scores.png")]
         targets += [R(f"experts/{expert}") for expert in self.experts] + [R("reshard/summary.json")]
+        targets += [R(f"grow/{g.label}/cluster.json") for g in self.grown] + [R(f"experts/{g.expert}") for g in self.grown]
         if RANDOM_SPLIT in self.control_arms:
             targets.append(R("random_split/split.json"))
         targets += [R(f"models/{model}.pt") for model in self.models]
@@ -129,13 +144,15 @@ def resolve(config: dict, *, schema: dict | str | Path | None = None, check_file
         check_inputs(cfg, tasks)
     num_experts = cfg["cluster"]["num_experts"]
     arms = control_arms(cfg["train"]["control_arms"], train["preset"], num_experts)
-    models = ([SEED_MODEL] + [expert_model(i) for i in range(num_experts)]
+    grown = resolve_grown(cfg, list(tasks), check_files=check_files)
+    models = ([SEED_MODEL] + [expert_model(i) for i in range(num_experts)] + [g.model for g in grown]
               + ([DENSE_MODEL] if train["dense"] else [])
               + ([random_model(i) for i in range(num_experts)] if RANDOM_SPLIT in arms else [])
               + ([DENSE_1X_MODEL] if DENSE_1X_MODEL in arms else []))
     return Settings(config=cfg, plan=plan, subsets=cfg["filter"]["subsets"], filter_use=cfg["filter"]["use"],
                     seed_subset=seed_subset(cfg), experts=[expert_name(i) for i in range(num_experts)],
-                    models=models, control_arms=arms, train=train, tasks=tasks, task_inputs=task_inputs)
+                    models=models, control_arms=arms, train=train, tasks=tasks, task_inputs=task_inputs,
+                    grown=grown)
 
 
 def control_arms(asked: list[str] | None, preset: str, num_experts: int) -> list[str]:

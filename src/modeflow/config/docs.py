@@ -40,6 +40,10 @@ def schema_markdown(schema: dict | str | Path | None = None) -> str:
             default = f"`{default}`" if default != "" else ""
             desc = " ".join(sub.get("description", "").split()).replace("|", "\\|")
             lines.append(f"| `{name}` | {kind} | {default} | {desc} |")
+            if "properties" in sub.get("items", {}):  # a list of mappings: each entry's keys
+                walk(sub["items"], f"{name}[].")
+            elif "properties" in sub:  # a mapping that may also be null
+                walk(sub, f"{name}.")
 
     walk(schema, "")
     return "\n".join(lines) + "\n"

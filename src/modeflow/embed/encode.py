@@ -109,3 +109,20 @@ def _encode_checked(encoder: TextEncoder, captions: list[str], batch_size: int) 
         raise ModeflowError(f"encoder {encoder.name} returned shape {vectors.shape} for "
                             f"{len(captions)} captions of dim {encoder.dim}")
     return np.asarray(vectors, dtype=np.float32)
+
+
+def embed_job(tars: Sequence[str | Path], out_npy: str | Path, out_parquet: str | Path, opts: dict,
+              threads: int) -> dict:
+    """One embed job: the embed section's encoder (`opts`) loaded and run over `tars` on `threads`
+    cores (rule grow_embed). workflow/scripts/embed.py does the same inline and is left so: a
+    changed script makes Snakemake rerun every finished job of its rule (its code trigger compares
+    the script's mtime with the outputs'), and with the embed jobs the whole mixture."""
+    import torch
+
+    from modeflow.embed.encoders import load_text_encoder
+
+    torch.set_num_threads(threads)
+    encoder = load_text_encoder(opts["encoder"], opts["model"], checkpoint=opts["checkpoint"],
+                                pooling=opts["pooling"], device=opts["device"], max_length=opts["max_length"])
+    return embed_shards(tars, out_npy, out_parquet, encoder, batch_size=opts["batch_size"],
+                        read_workers=default_read_workers(encoder, threads))

@@ -140,13 +140,22 @@ def _split_models(eval_dirs: Mapping[str, str | Path], num_experts: int,
     return experts, extras
 
 
+def task_eval_dir(dirs: str | Path | Sequence[str | Path], task: str) -> Path:
+    """The evaluation directory of a model that holds `task`: a model's evaluations may lie in
+    several directories (eval/<model>/ for the configured tasks, grow/<name>/eval/<model>/ for an
+    added expert's); the first holding the task's directory, else the first (whose error names it)."""
+    dirs = [Path(dirs)] if isinstance(dirs, (str, Path)) else [Path(d) for d in dirs]
+    return next((d for d in dirs if (d / task).is_dir()), dirs[0])
+
+
 def _load_outputs(eval_dirs, models, task: Task) -> list[dict[str, np.ndarray]]:
-    loaded = [read_task_outputs(eval_dirs[m], task, m) for m in models]
+    where = {m: task_eval_dir(eval_dirs[m], task.name) for m in models}
+    loaded = [read_task_outputs(where[m], task, m) for m in models]
     main, target = ARRAYS[task.kind]
     for m, out in zip(models, loaded):
         if out[main].shape != loaded[0][main].shape or not np.array_equal(out[target], loaded[0][target]):
             raise InputDataError(f"task {task.name!r}: model {m!r}'s {main}/{target} "
-                                 f"({Path(eval_dirs[m]) / task.name}) do not match model {models[0]!r}'s")
+                                 f"({where[m] / task.name}) do not match model {models[0]!r}'s")
     return loaded
 
 
@@ -159,7 +168,7 @@ def run_ensemble(eval_dirs: Mapping[str, str | Path], tasks: Sequence[str | Path
     weights_dir); runs no model at all. Then the claims table (modeflow.ensemble.claims) on the
     arms' per-query hits.
 
-    eval_dirs: model -> evaluate_model's out_dir. Experts are keyed by modeflow.common.names.expert_name
+    eval_dirs: model -> evaluate_model's out_dir, or a list of them (task_eval_dir). Experts are keyed by modeflow.common.names.expert_name
     ("00", "01", ...) and all of the cluster model's experts must be there; other keys ("seed",
     "dense", "dense_1x") are extra single-model rows, except those `groups` lists: {arm: [models]}
     averaged uniformly into one row (random_split). own_experts: {task: expert name} for claim (a)

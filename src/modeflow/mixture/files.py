@@ -1,7 +1,8 @@
 """Where a finished results directory keeps what a trained mixture is made of, and the check that
 the ensemble stage finished there: a missing file is named, never guessed around.
 
-    cluster/{fine_centers,coarse_centers,fine_to_coarse}.npy, params.json   the cluster model
+    cluster/{fine_centers,coarse_centers,fine_to_coarse}.npy, params.json   the cluster model (grow/cluster/ when
+                                                                          experts were added: ensemble/routing/cluster_model.json)
     models/expert_NN.pt, expert_NN.json                                   each expert (checkpoint, run meta)
     ensemble/routing/weights.json, encoder.json                           the routing step's output
     ensemble/arms.jsonl                                                   the combining step's output
@@ -16,6 +17,7 @@ from modeflow.cluster.model import model_paths
 from modeflow.common.errors import InputDataError
 from modeflow.common.names import expert_model
 from modeflow.ensemble.saved_weights import WEIGHTS_JSON
+from modeflow.grow.model import routed_cluster_dir
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,8 @@ class ResultsLayout:
 
     @property
     def cluster_dir(self) -> Path:
-        return self.root / "cluster"
+        """The cluster model the ensemble routed with: cluster/, or grow/cluster/ once experts were added."""
+        return routed_cluster_dir(self.root, self.routing_dir)
 
     @property
     def cluster_files(self) -> dict[str, Path]:

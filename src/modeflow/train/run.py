@@ -18,7 +18,7 @@ from modeflow.train.argv import build_argv, entry_options, schedule_argv
 from modeflow.train.checkpoints import CheckpointMismatchError, check_fits, checkpoint_epoch, latest_good_checkpoint
 from modeflow.train.curves import parse_log
 from modeflow.train.launch import launcher_argv, stream_command
-from modeflow.common.names import CONTROL_ARMS
+from modeflow.common.names import CONTROL_ARMS, expert_index, is_expert_model
 from modeflow.train.runs import plan_runs
 
 
@@ -62,9 +62,11 @@ def run_training(name: str, cfg: Mapping, *, train_tars: Sequence[str | Path] | 
     """
     sink = sink or sys.stdout
     env = dict(os.environ if env is None else env)
-    # every run a config may ask for, the control arms' included (the workflow picks which to train)
+    # every run a config may ask for, the control arms' and an expert added later included (the
+    # workflow picks which to train)
+    added = expert_index(name) + 1 - num_experts if is_expert_model(name) else 0
     runs = plan_runs(cfg, num_experts=num_experts, samples_per_epoch=samples_per_epoch,
-                     control_arms=CONTROL_ARMS)
+                     control_arms=CONTROL_ARMS, added_experts=max(added, 0))
     if name not in runs:
         raise ConfigError(f"train: unknown run {name!r}; planned runs: {sorted(runs)}")
     run = runs[name]

@@ -53,10 +53,11 @@ class RunPlan:
 
 
 def plan_runs(cfg: Mapping, *, num_experts: int, samples_per_epoch: int,
-              control_arms: Sequence[str] = ()) -> dict[str, RunPlan]:
-    """"seed", "expert_00".."expert_{n-1}", (if cfg["dense"]) "dense", then the runs of the
-    `control_arms` asked for ("random_00".."random_{n-1}" for random_split, "dense_1x"), keyed by
-    name."""
+              control_arms: Sequence[str] = (), added_experts: int = 0) -> dict[str, RunPlan]:
+    """"seed", "expert_00".."expert_{n-1}", then `added_experts` experts added later (grow.experts:
+    "expert_n", ..., trained exactly as the others), (if cfg["dense"]) "dense" (at the compute of
+    the n experts the mixture was planned with), then the runs of the `control_arms` asked for
+    ("random_00".."random_{n-1}" for random_split, "dense_1x"), keyed by name."""
     if num_experts < 1:
         raise ConfigError(f"cluster.num_experts: need at least one expert, got {num_experts}")
     unknown = sorted(set(control_arms) - set(CONTROL_ARMS))
@@ -74,7 +75,7 @@ def plan_runs(cfg: Mapping, *, num_experts: int, samples_per_epoch: int,
                        flops=per_sample * seen)
 
     runs = {SEED_MODEL: plan(SEED_MODEL, 0, S)}
-    for i in range(num_experts):
+    for i in range(num_experts + added_experts):
         runs[expert_model(i)] = plan(expert_model(i), S, T)
     if cfg.get("dense", True):
         runs[DENSE_MODEL] = plan(DENSE_MODEL, S, S + num_experts * (T - S))
