@@ -74,7 +74,9 @@ TRAIN = SETTINGS.train
 TRAIN_GPUS = config["train"]["gpus"]
 TASKS = SETTINGS.tasks
 TASK_INPUT = SETTINGS.task_inputs
-# experts added to the finished mixture (grow.experts), by their label and by their expert name
+# experts added to the finished mixture (grow.experts), by their label and by their expert name.
+# Rules add grow's inputs and params only when there are any, so that a run without grow keeps the
+# records of its finished jobs (a changed param or input list would rerun them).
 GROWN = {g.label: g for g in SETTINGS.grown}
 GROWN_BY_EXPERT = {g.expert: g for g in SETTINGS.grown}
 GROWN_TASKS = SETTINGS.grown_tasks
