@@ -126,7 +126,7 @@ def test_chosen_fine_clusters_take_the_new_samples_nearest_to_them():
 def test_an_empty_cluster_is_a_config_error_naming_the_key_and_the_fine_clusters_to_choose():
     vectors = np.tile(np.array([[1, 0, 0, 0]], np.float32), (10, 1))
     with pytest.raises(ConfigError, match=r"grow.experts\[0\].fine_clusters: none of the 10 new samples is "
-                                          r"nearest to fine clusters \[2\].*mostly 0 \(10\)"):
+                                          r"nearest to fine clusters \[2\].*with their sample counts: 0 \(10\)"):
         select_cluster(vectors, _model(), _spec(fine_clusters=(2,)), CLUSTER_CFG, seed=0)
     with pytest.raises(ConfigError, match=r"grow.experts\[0\].far_from_centers.distance: 2 new fine clusters.*0 of the 10"):
         select_cluster(vectors, _model(), _spec(far_distance=0.5, far_num_fine=2), CLUSTER_CFG, seed=0)

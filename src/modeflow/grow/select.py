@@ -59,7 +59,7 @@ def _empty_error(spec: GrownCluster, fine: np.ndarray, dist: np.ndarray) -> Conf
         top = ", ".join(f"{i} ({c})" for i, c in sorted(zip(ids.tolist(), counts.tolist()), key=lambda t: -t[1])[:_TOP_FINE])
         return ConfigError(f"{spec.key}.{FINE_CLUSTERS}: none of the {len(fine)} new samples is nearest to fine "
                            f"clusters {list(spec.fine_clusters)}, so the added expert's cluster would be empty; the "
-                           f"new samples' nearest fine clusters are mostly {top} (samples)")
+                           f"new samples' nearest fine clusters, with their sample counts: {top}")
     quantiles = np.quantile(dist, [0.5, 1.0]).round(3).tolist() if len(dist) else [None, None]
     return ConfigError(f"{spec.key}.{FAR_FROM_CENTERS}.distance: {spec.far_num_fine} new fine clusters need at least "
                        f"as many samples farther than {spec.far_distance} from every fine center, but "

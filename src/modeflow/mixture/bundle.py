@@ -8,7 +8,8 @@ the training cost) plus what running the mixture needs (cluster model, routing d
     <out>/results.jsonl          the submitted arm per task: {"key", "dataset", "metrics": {..., "main_metric"}}
     <out>/arms.jsonl             every arm's metrics as the ensemble stage wrote them
     <out>/costs.json             per arm: samples seen, FLOPs, wall seconds (seed included)
-    <out>/samples/<subset>.npy   DataComp subset files (sorted u8,u8 uids), with their stats .json
+    <out>/samples/<subset>.npy   DataComp subset files (sorted u8,u8 uids), with their stats .json;
+                                 samples/grow_<name>.npy: the data of each expert added later (grow.experts)
     <out>/checkpoints/<model>.pt, <model>.json   open_clip_train checkpoints and their run meta
     <out>/cluster/, routing/     the cluster model and the routing step's output
     <out>/config/<name>          the run's config file as given
@@ -121,11 +122,14 @@ def make_bundle(results_dir: str | Path, out_dir: str | Path, config: str | Path
         if not layout.subset_file(name).is_file():
             raise ConfigError(f"filter.use / train.seed_subset: {layout.subset_file(name)} is missing "
                               "(is this the config the run used?)")
+    # the data the experts added later (grow.experts) trained on, each as a subset file of its own
+    grown = {f"grow_{name}": path for name, path in layout.grown_subset_files.items()}
     summary = {
         "method": f"MoDE-{n}", "arm": arm, "num_experts": n,
         "architecture": sorted({m["model"] for m in metas.values()}),
-        "subsets": {"experts": cfg["filter"]["use"], "seed": seed_subset(cfg)},
-        "dataset_size": {name: _subset_size(layout.subset_file(name)) for name in subsets},
+        "subsets": {"experts": cfg["filter"]["use"], "seed": seed_subset(cfg), **({"added_experts": list(grown)} if grown else {})},
+        "dataset_size": {**{name: _subset_size(layout.subset_file(name)) for name in subsets},
+                         **{name: _subset_size(path) for name, path in grown.items()}},
         "training": {"samples_seen": costs[arm]["samples_seen"] if arm in costs else None,
                      "flops": costs[arm]["flops"] if arm in costs else None},
         "average_main_metric": float(np.mean([r["metrics"]["main_metric"] for r in results])),
@@ -137,6 +141,8 @@ def make_bundle(results_dir: str | Path, out_dir: str | Path, config: str | Path
             stats = layout.subset_file(name).with_suffix(".json")
             if stats.is_file():
                 _copy(stats, tmp / "samples" / stats.name)
+        for name, path in grown.items():
+            _copy(path, tmp / "samples" / f"{name}.npy")
         for meta in metas_paths:
             _copy(meta, tmp / "checkpoints" / meta.name)
             _copy(layout.checkpoint(meta.stem), tmp / "checkpoints" / f"{meta.stem}.pt")

@@ -16,6 +16,7 @@ from pathlib import Path
 from modeflow.cluster.model import model_paths
 from modeflow.common.errors import InputDataError
 from modeflow.common.names import expert_model
+from modeflow.ensemble.combine import task_eval_dir
 from modeflow.ensemble.saved_weights import WEIGHTS_JSON
 from modeflow.grow.model import routed_cluster_dir
 
@@ -63,6 +64,16 @@ class ResultsLayout:
 
     def eval_dir(self, model: str) -> Path:
         return self.root / "eval" / model
+
+    def task_eval_dir(self, model: str, task: str) -> Path:
+        """Where `model`'s saved outputs on `task` lie: eval/<model>/, or grow/<name>/eval/<model>/
+        for an added expert's task (modeflow.ensemble.combine.task_eval_dir)."""
+        return task_eval_dir([self.eval_dir(model), *sorted(self.root.glob(f"grow/*/eval/{model}"))], task)
+
+    @property
+    def grown_subset_files(self) -> dict[str, Path]:
+        """{name: grow/<name>/members.npy}: the data each added expert trained on, as subset files."""
+        return {p.parent.name: p for p in sorted(self.root.glob("grow/*/members.npy"))}
 
     def subset_file(self, name: str) -> Path:
         return self.root / "filter" / "subsets" / f"{name}.npy"

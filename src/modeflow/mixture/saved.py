@@ -1,5 +1,5 @@
 """An arm's per-sample scores on a task, rebuilt from what the pipeline saved: the models' saved
-outputs (eval/<model>/<task>/) combined with the routing step's saved weights by the ensemble
+outputs (eval/<model>/<task>/, or grow/<name>/eval/<model>/<task>/ for an added expert's task) combined with the routing step's saved weights by the ensemble
 stage's own functions. The combining step keeps only metrics (ensemble/arms.jsonl); this is how
 a per-image score of the `mode` arm is read back.
 """
@@ -26,9 +26,9 @@ def saved_arm_scores(layout: ResultsLayout, task: Task, arm: str,
     `uniform`, or a weighted arm the routing step saved weights for (mode, mode_paper, ...)."""
     main, target = ARRAYS[task.kind]
     if layout.eval_dir(arm).is_dir():
-        out = read_task_outputs(layout.eval_dir(arm), task, arm)
+        out = read_task_outputs(layout.task_eval_dir(arm, task.name), task, arm)
         return out[main], out[target]
-    outputs = [read_task_outputs(layout.eval_dir(expert_model(i)), task, expert_model(i))
+    outputs = [read_task_outputs(layout.task_eval_dir(expert_model(i), task.name), task, expert_model(i))
                for i in range(num_experts)]
     scores = [o[main] for o in outputs]
     if arm == UNIFORM:
