@@ -158,8 +158,8 @@ def _run_until_killed(workdir: Path, config: Path, marker: str, delay: float) ->
 WALL_CLOCK_KEYS = ("time", "batch_time")  # seconds measured on a shared machine, not outputs
 
 
-def _curves_and_summary(results: Path) -> dict[str, object]:
-    """Each model's loss/lr curve (wall-clock fields dropped) and the ensemble summary."""
+def _curves_and_arms(results: Path) -> dict[str, object]:
+    """Each model's loss/lr curve (wall-clock fields dropped) and every arm's metrics per task."""
     out: dict[str, object] = {
         f"models/{p.name}": [
             {k: v for k, v in point.items() if k not in WALL_CLOCK_KEYS}
@@ -167,15 +167,19 @@ def _curves_and_summary(results: Path) -> dict[str, object]:
         ]
         for p in sorted((results / "models").glob("*.json"))
     }
-    out["summary.md"] = (results / "ensemble" / "summary.md").read_text()
+    for line in (results / "ensemble" / "arms.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        out[f"arms/{row['task']}/{row['arm']}"] = row
     return out
 
 
 def test_killed_at_random_moments_resumes_to_identical_outputs(finished_run, tmp_path):
     """Fault injection: SIGKILL inside download, reshard, training and evaluation (seeded random
-    moments), rerun after each kill; the outputs equal the uninterrupted run's."""
+    moments), rerun after each kill; the outputs equal the uninterrupted run's. Without the control
+    arms, which the shared run trains and which only add jobs of the same kinds (and the claims
+    that compare with them): every model and arm of this run must equal the shared run's."""
     reference, _ = finished_run
-    config = write_config(tmp_path / "tiny.yaml")
+    config = write_config(tmp_path / "tiny.yaml", {"train.control_arms": []})
     rng = random.Random(12)
     killed = []
     for stage, marker in KILL_POINTS:
@@ -186,7 +190,9 @@ def test_killed_at_random_moments_resumes_to_identical_outputs(finished_run, tmp
     assert killed[:1] == ["download"], f"the run was not interrupted as planned: killed in {killed}"
     run_snakemake(tmp_path, "--rerun-incomplete", "all", configfile=config)
     assert result_contents(tmp_path / "results") == result_contents(reference / "results")
-    assert _curves_and_summary(tmp_path / "results") == _curves_and_summary(reference / "results")
+    resumed, uninterrupted = _curves_and_arms(tmp_path / "results"), _curves_and_arms(reference / "results")
+    assert {key: uninterrupted.get(key) for key in resumed} == resumed
+    assert len(resumed) > 60  # 7 models' curves, 9+ arms on 6 tasks
     assert len(killed) >= 3, f"only {killed} were interrupted"
 
 
