@@ -91,3 +91,19 @@ def test_a_fifth_domain_adds_exactly_one_expert_and_reruns_only_what_depends_on_
     proc = run_snakemake(work, "all", configfile=bad, check=False)
     assert proc.returncode != 0
     assert "grow.experts[0].far_from_centers.distance" in proc.stdout + proc.stderr
+
+
+def test_an_addition_without_tasks_plans_no_evaluation_on_them(tmp_path):
+    """An added expert without tasks of its own is still trained, evaluated on the configured tasks
+    and routed to; no model is evaluated on tasks it does not have."""
+    shards = tmp_path / "new"
+    shards.mkdir()
+    for suffix in (".tar", ".parquet"):
+        (shards / f"00000{suffix}").write_bytes(b"")
+    config = write_config(tmp_path / "grown.yaml", {"grow.experts": [
+        {"name": "more", "shards": str(shards), "fine_clusters": [3]}]})
+    jobs = job_stats(run_snakemake(tmp_path, "-n", "all", configfile=config).stdout)
+    assert "grow_evaluate" not in jobs, jobs
+    assert {k: jobs[k] for k in ("grow_embed", "grow_cluster", "grow_reshard_expert", "grow_cluster_model")} == \
+        dict.fromkeys(("grow_embed", "grow_cluster", "grow_reshard_expert", "grow_cluster_model"), 1)
+    assert jobs["train"] == 12 and jobs["evaluate"] == 12  # the 11 models of the tiny run and expert_04

@@ -80,6 +80,7 @@ TASK_INPUT = SETTINGS.task_inputs
 GROWN = {g.label: g for g in SETTINGS.grown}
 GROWN_BY_EXPERT = {g.expert: g for g in SETTINGS.grown}
 GROWN_TASKS = SETTINGS.grown_tasks
+GROWN_EVALUATED = [label for label, g in GROWN.items() if g.tasks]  # the additions that bring tasks
 # the added experts' task directories, as a named input of the ensemble rules (none without grow)
 GROWN_TASK_INPUT = {"grown_tasks": list(GROWN_TASKS.values())} if GROWN else {}
 ENSEMBLE_CLUSTER_MODEL = SETTINGS.ensemble_cluster_model  # the grown cluster model, else CLUSTER_MODEL
@@ -276,8 +277,8 @@ def grown_tars(wildcards):
 
 
 def grown_evals():
-    """Every model's evaluation on each addition's tasks, addition by addition."""
-    return [R(f"grow/{label}/eval/{model}") for label in GROWN for model in MODELS]
+    """Every model's evaluation on each addition's tasks, addition by addition (those with tasks)."""
+    return [R(f"grow/{label}/eval/{model}") for label in GROWN_EVALUATED for model in MODELS]
 
 
 def ensemble_eval_dirs(wildcards, input):
@@ -287,7 +288,7 @@ def ensemble_eval_dirs(wildcards, input):
     if not GROWN:
         return dirs
     grown = list(input.grown_evals)  # grown_evals()' order: addition by addition, MODELS within each
-    per_addition = [grown[i * len(MODELS):(i + 1) * len(MODELS)] for i in range(len(GROWN))]
+    per_addition = [grown[i * len(MODELS):(i + 1) * len(MODELS)] for i in range(len(GROWN_EVALUATED))]
     return {model: [dirs[model], *(paths[j] for paths in per_addition)] for j, model in enumerate(MODELS)}
 
 
