@@ -144,8 +144,12 @@ def sweep_table(points: Sequence[Mapping], claims: Sequence[Sequence[Mapping] | 
         by_key = {r["claim"]: r for r in rows or []}
         cells = [str(point[k]) for k in levers] + [_cell(by_key[k]) if k in by_key else "not run" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
-    statements = {r["claim"]: r["statement"] for rows in claims for r in rows or []}
-    lines += [""] + [f"({k}) {statements[k]}" for k in keys]
+    statements: dict[str, list[str]] = {}  # a claim's statement can name a lever's value (g: the temperature)
+    for rows in claims:
+        for r in rows or []:
+            if r["statement"] not in statements.setdefault(r["claim"], []):
+                statements[r["claim"]].append(r["statement"])
+    lines += [""] + [f"({k}) {' | '.join(statements[k])}" for k in keys]
     return lines
 
 
