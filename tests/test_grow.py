@@ -74,10 +74,10 @@ def test_two_entries_may_not_share_a_fine_cluster_or_a_name(shard_dir):
 
 
 def test_the_new_shards_are_checked_when_the_run_starts(tmp_path):
-    with pytest.raises(ConfigError, match=r"grow.experts\[0\].shards: .* is not a directory"):
+    with pytest.raises(ConfigError, match=r"grow.experts\[0\].shards is not a directory: .*nope"):
         resolve(_demo_config(name="x", shards=str(tmp_path / "nope"), fine_clusters=[1]))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match=r"holds no .tar shard"):
+    with pytest.raises(ConfigError, match=r"no .tar shards in .*empty \(grow.experts\[0\].shards\)"):
         resolve(_demo_config(name="x", shards=str(tmp_path / "empty"), fine_clusters=[1]))
     (tmp_path / "empty" / "00000.tar").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"00000.tar has no .parquet beside it"):
@@ -88,6 +88,12 @@ def test_a_task_named_like_another_is_refused(shard_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"grow.experts\[0\].tasks: .* would be task 'shapes'"):
         resolve(_demo_config(name="x", shards=str(shard_dir), fine_clusters=[1], tasks=[str(tmp_path / "shapes")]),
                 check_files=False)
+
+
+def test_an_incomplete_task_directory_is_named_by_its_entry(shard_dir, tmp_path):
+    (tmp_path / "clocks").mkdir()
+    with pytest.raises(ConfigError, match=r"grow.experts\[0\].tasks: .*clocks"):
+        resolve(_demo_config(name="x", shards=str(shard_dir), fine_clusters=[1], tasks=[str(tmp_path / "clocks")]))
 
 
 def test_precomputed_features_cannot_grow(shard_dir):

@@ -17,7 +17,7 @@ from modeflow.common.errors import ConfigError
 from modeflow.common.names import (CONTROL_ARMS, DENSE_1X_MODEL, DENSE_MODEL, RANDOM_SPLIT, SEED_MODEL,
                                    expert_model, expert_name, random_model)
 from modeflow.config.canonical import canonical
-from modeflow.config.inputs import check_inputs
+from modeflow.config.inputs import check_inputs, check_task_dirs
 from modeflow.config.references import check_references, seed_subset
 from modeflow.config.schema import validate_config
 from modeflow.evaluate.main_metric import datacomp_task_dirs
@@ -145,6 +145,9 @@ def resolve(config: dict, *, schema: dict | str | Path | None = None, check_file
     num_experts = cfg["cluster"]["num_experts"]
     arms = control_arms(cfg["train"]["control_arms"], train["preset"], num_experts)
     grown = resolve_grown(cfg, list(tasks), check_files=check_files)
+    if check_files:
+        for g in grown:
+            check_task_dirs(g.tasks.values(), f"{g.cluster.key}.tasks")
     models = ([SEED_MODEL] + [expert_model(i) for i in range(num_experts)] + [g.model for g in grown]
               + ([DENSE_MODEL] if train["dense"] else [])
               + ([random_model(i) for i in range(num_experts)] if RANDOM_SPLIT in arms else [])

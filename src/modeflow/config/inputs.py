@@ -4,7 +4,7 @@ the run at start-up instead of hours in, when its stage is reached."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 
 from modeflow.common.errors import ConfigError, InputDataError
@@ -30,11 +30,16 @@ def check_inputs(cfg: dict, tasks: Mapping[str, str]) -> None:
     if cfg["evaluate"]["tasks"] == "datacomp":
         _check_datacomp_tasks(cfg["evaluate"]["datacomp_root"])
     if cfg["evaluate"]["tasks"] != "demo":  # the demo's tasks are written by the workflow itself
-        for path in tasks.values():
-            try:
-                load_task(path)
-            except InputDataError as exc:
-                raise ConfigError(f"evaluate.tasks: {exc}") from None
+        check_task_dirs(tasks.values(), "evaluate.tasks")
+
+
+def check_task_dirs(paths: Iterable[str], key: str) -> None:
+    """Every task directory is complete (modeflow.evaluate.tasks.load_task); an error names `key`."""
+    for path in paths:
+        try:
+            load_task(path)
+        except InputDataError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
 
 
 def _check_datacomp_tasks(root: str) -> None:

@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 from modeflow.common.errors import ConfigError, InputDataError
 from modeflow.common.names import expert_model, expert_name
+from modeflow.pool.plan import existing_shards
 
 FINE_CLUSTERS, FAR_FROM_CENTERS = "fine_clusters", "far_from_centers"
 DEFAULT_FAR_NUM_FINE = 4  # the schema's default of grow.experts[].far_from_centers.num_fine
@@ -69,31 +70,22 @@ class GrownExpert:
 
 
 def _shard_tars(shards: str, key: str, check_files: bool) -> tuple[str, ...]:
-    if not check_files:  # jobs re-parse the workflow: the main process has listed the directory
-        return tuple(sorted(str(p) for p in Path(shards).glob("*.tar")))
-    if not Path(shards).is_dir():
-        raise ConfigError(f"{key}.shards: {shards!r} is not a directory")
-    tars = tuple(sorted(str(p) for p in Path(shards).glob("*.tar")))
-    if not tars:
-        raise ConfigError(f"{key}.shards: {shards!r} holds no .tar shard")
-    missing = [t for t in tars if not Path(t).with_suffix(".parquet").is_file()]
-    if missing:
-        raise ConfigError(f"{key}.shards: {missing[0]} has no .parquet beside it (img2dataset writes one per "
-                          "shard; the embed step reads its uids)")
+    """The entry's tars, listed as the pool's existing shards are (modeflow.pool.plan.existing_shards)."""
+    try:
+        tars = tuple(os.path.join(shards, f"{name}.tar") for name in existing_shards(shards, f"{key}.shards"))
+    except InputDataError as exc:
+        raise ConfigError(str(exc)) from None
+    if check_files:  # jobs re-parse the workflow: the process that starts the run has checked them
+        missing = [t for t in tars if not Path(t).with_suffix(".parquet").is_file()]
+        if missing:
+            raise ConfigError(f"{key}.shards: {missing[0]} has no .parquet beside it (img2dataset writes one per "
+                              "shard; the embed step reads its uids)")
     return tars
 
 
-def _check_task(path: str, key: str) -> None:
-    from modeflow.evaluate.tasks import load_task
-
-    try:
-        load_task(path)
-    except InputDataError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-
-
 def resolve_grown(cfg: Mapping, base_tasks: Sequence[str], *, check_files: bool = True) -> list[GrownExpert]:
-    """grow.experts resolved, in order; a ConfigError names the entry and key at fault."""
+    """grow.experts resolved, in order; a ConfigError names the entry and key at fault. The
+    entries' task directories are checked with the configured ones (modeflow.config.inputs)."""
     entries = cfg.get("grow", {}).get("experts", [])
     if not entries:
         return []
@@ -132,8 +124,6 @@ def resolve_grown(cfg: Mapping, base_tasks: Sequence[str], *, check_files: bool 
                                   "named (a task is named after its directory)")
             task_names.add(name)
             tasks[name] = path
-            if check_files:
-                _check_task(path, f"{key}.tasks")
         cluster = GrownCluster(
             position=position, label=label, index=num_experts + position,
             fine_clusters=tuple(sorted(fine)) if fine is not None else None,
