@@ -19,7 +19,6 @@ The output directory is written under a temporary name and renamed when complete
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from modeflow.cluster.model import load_cluster_model
 from modeflow.common.atomic import atomic_dir, json_text
 from modeflow.common.errors import ConfigError, InputDataError
+from modeflow.common.provenance import file_sha256
 from modeflow.config.files import read_config_file
 from modeflow.config.references import seed_subset
 from modeflow.config.schema import validate_config
@@ -41,15 +41,6 @@ from modeflow.mixture.saved import saved_arm_scores
 MANIFEST = "manifest.json"
 SUBMITTED_ARM = "mode"  # MoDE, with the routing formula the config's ensemble.weights chooses
 ACC5_MIN_CLASSES = 5  # DataComp reports acc5 only for tasks with at least 5 classes (else None)
-CHUNK = 1 << 20
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -158,6 +149,6 @@ def make_bundle(results_dir: str | Path, out_dir: str | Path, config: str | Path
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {"results_dir": str(layout.root), "config": str(config), "arm": arm,
                     "files": [{"path": p.relative_to(tmp).as_posix(), "bytes": p.stat().st_size,
-                               "sha256": _sha256(p)} for p in files]}
+                               "sha256": file_sha256(p)} for p in files]}
         _write(tmp / MANIFEST, json_text(manifest))
     return manifest

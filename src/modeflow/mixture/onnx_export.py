@@ -25,7 +25,6 @@ written atomically.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -40,6 +39,7 @@ from modeflow.cluster.model import load_cluster_model
 from modeflow.common.atomic import atomic_dir, json_text
 from modeflow.common.errors import InputDataError, ModeflowError
 from modeflow.common.names import expert_model
+from modeflow.common.provenance import file_sha256
 from modeflow.mixture.files import ResultsLayout, require_cluster_model
 
 log = logging.getLogger(__name__)
@@ -166,14 +166,6 @@ def _fix_output_dims(path: Path, output: str, shape: tuple, dynamic_axes: Mappin
 # --- manifest entries -------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _onnx_io(path: Path) -> dict:
     """Input and output names, shapes (a str for a dynamic axis) and element types of an ONNX file."""
     import onnx
@@ -199,7 +191,7 @@ def _file_entries(root: Path, checks: Mapping[str, float]) -> list[dict]:
     entries = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
         rel = path.relative_to(root).as_posix()
-        entry = {"path": rel, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+        entry = {"path": rel, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
         if path.suffix == ".onnx":
             entry.update(_onnx_io(path))
             if rel in checks:
@@ -304,7 +296,7 @@ def _export_expert(layout: ResultsLayout, model: str, out: Path, *, exporter: st
     entry = {
         "name": model, "architecture": arch,
         "checkpoint": layout.checkpoint(model).relative_to(layout.root).as_posix(),
-        "checkpoint_sha256": _sha256(layout.checkpoint(model)),
+        "checkpoint_sha256": file_sha256(layout.checkpoint(model)),
         "image": f"{rel}/image.onnx", "text": f"{rel}/text.onnx",
         "embed_dim": _embed_dim(clip),
         "logit_scale": float(clip.logit_scale.exp().item()),
