@@ -31,25 +31,25 @@ DEFAULT_ROWS = dict(num_samples=12000, image_size=16, noise_fraction=0.2, eval_i
                     retrieval_pairs=4)
 
 
-@pytest.fixture(scope="module")
-def default_pool(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo_default") / "demo"
-    summary = generate_demo_pool(out, seed=0, **DEFAULT_ROWS)
+def _clean_pool(out, **kwargs):
+    """(out, summary, urls, ground truth) of a generated pool, its clean rows only."""
+    summary = generate_demo_pool(out, **kwargs)
     urls = pq.read_table(out / "urls.parquet").to_pandas()
     truth = pq.read_table(out / "ground_truth.parquet").to_pandas()
     clean = truth.noise == "clean"
     return out, summary, urls[clean].reset_index(drop=True), truth[clean].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def default_pool(tmp_path_factory):
+    return _clean_pool(tmp_path_factory.mktemp("demo_default") / "demo", seed=0, **DEFAULT_ROWS)
 
 
 @pytest.fixture(scope="module")
 def clocks_pool(tmp_path_factory):
     """The fifth domain alone, with as many rows as a default-pool domain has (3000, 2400 clean)."""
-    out = tmp_path_factory.mktemp("demo_clocks") / "demo"
-    summary = generate_demo_pool(out, seed=1, domains=["clocks"], **{**DEFAULT_ROWS, "num_samples": 3000})
-    urls = pq.read_table(out / "urls.parquet").to_pandas()
-    truth = pq.read_table(out / "ground_truth.parquet").to_pandas()
-    clean = truth.noise == "clean"
-    return out, summary, urls[clean].reset_index(drop=True), truth[clean].reset_index(drop=True)
+    return _clean_pool(tmp_path_factory.mktemp("demo_clocks") / "demo", seed=1, domains=["clocks"],
+                       **{**DEFAULT_ROWS, "num_samples": 3000})
 
 
 # the structure tests run on both: the default pool's four domains and a clocks pool

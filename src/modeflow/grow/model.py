@@ -9,6 +9,7 @@ files are never rewritten: the grown model is a model of its own (results/grow/c
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -35,8 +36,6 @@ def routed_cluster_dir(results_dir: str | Path, routing_dir: str | Path) -> Path
     record = Path(routing_dir) / CLUSTER_MODEL_JSON
     if not record.is_file():
         return Path(results_dir) / BASE_CLUSTER_DIR
-    import json
-
     rel = json.loads(record.read_text()).get("dir")
     if not isinstance(rel, str) or Path(rel).is_absolute() or ".." in Path(rel).parts:
         raise InputDataError(f"{record}: 'dir' must be a path inside the results directory, got {rel!r}")
