@@ -287,9 +287,10 @@ def ensemble_eval_dirs(wildcards, input):
     dirs = dict(zip(MODELS, input.evals))
     if not GROWN:
         return dirs
-    grown = list(input.grown_evals)  # grown_evals()' order: addition by addition, MODELS within each
-    per_addition = [grown[i * len(MODELS):(i + 1) * len(MODELS)] for i in range(len(GROWN_EVALUATED))]
-    return {model: [dirs[model], *(paths[j] for paths in per_addition)] for j, model in enumerate(MODELS)}
+    grown = {model: [path] for model, path in dirs.items()}
+    for path in input.grown_evals:  # .../grow/<name>/eval/<model>
+        grown[os.path.basename(path)].append(path)
+    return grown
 
 
 def staged_cluster_model(wildcards, input):
